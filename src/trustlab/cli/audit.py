@@ -1,0 +1,2 @@
+"""CLI commands: audit."""
+from trustlab.cli import app  # noqa: F401

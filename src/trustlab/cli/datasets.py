@@ -1,0 +1,2 @@
+"""CLI commands: datasets."""
+from trustlab.cli import app  # noqa: F401

@@ -1,0 +1,2 @@
+"""CLI commands: experiments."""
+from trustlab.cli import app  # noqa: F401

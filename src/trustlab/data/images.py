@@ -1,0 +1,1 @@
+"""Image datasets (mnist, digits, colored_mnist, cifar10, waterbirds, celeba) - being written."""

@@ -1,0 +1,1 @@
+"""Training: tabular models (scikit-learn/XGBoost) and the PyTorch loop."""
