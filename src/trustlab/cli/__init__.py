@@ -37,13 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer/click exits (e.g. --help) pass through
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors arrive as ClickException
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # Usage errors from typer's click (missing option, bad value) carry their own
+        # message and exit code; anything else is a bug and keeps its traceback.
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             print(f"trustlab: error: {exc.format_message()}", file=sys.stderr)
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
+            return int(exc.exit_code) or 2
+        if type(exc).__name__ == "Abort":
             return 130
         raise
     return 0

@@ -1,2 +1,81 @@
-"""CLI commands: audit."""
-from trustlab.cli import app  # noqa: F401
+"""`trustlab audit FILE --label COL --pred COL --group COL ...` (S9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trustlab.cli import app
+from trustlab.io.tables import read_table, require_columns
+from trustlab.metrics import AuditResult, audit
+
+
+@app.command("audit")
+def audit_command(
+    file: Path = typer.Argument(..., help="CSV or Parquet file with labels, predictions, groups."),
+    label: str = typer.Option(..., "--label", help="Column with the true labels."),
+    pred: str = typer.Option(..., "--pred", help="Column with the predicted labels."),
+    group: List[str] = typer.Option(..., "--group", help="Group column; repeat for intersections."),
+    score: Optional[str] = typer.Option(None, "--score", help="Column with P(positive) for AUC."),
+    privileged: Optional[str] = typer.Option(
+        None, "--privileged", help="Privileged value of a binary group column."),
+    pos_label: Optional[str] = typer.Option(None, "--pos-label", help="The positive label."),
+    ci: Optional[float] = typer.Option(None, "--ci", help="Bootstrap confidence level, e.g. 0.95."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Audit a model's predictions for bias: overall, per group, disparities."""
+    frame = read_table(file)
+    columns = [label, pred, *group] + ([score] if score else [])
+    require_columns(frame, columns, file)
+    result = audit(frame[label], frame[pred], frame[list(group)],
+                   y_score=frame[score] if score else None, privileged=privileged,
+                   pos_label=pos_label, ci=ci)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print_audit(result, Console())
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+def print_audit(result: AuditResult, console: Console) -> None:
+    d = result.to_dict()
+    overall = Table(title=f"Overall (n = {d['n']:,})", show_header=True)
+    overall.add_column("metric")
+    overall.add_column("value", justify="right")
+    for name, value in d["overall"].items():
+        if not isinstance(value, dict):
+            overall.add_row(name, _fmt(value))
+    console.print(overall)
+
+    by_group = Table(title=f"By group ({' | '.join(result.group_columns)})")
+    by_group.add_column("group")
+    metrics = list(next(iter(d["by_group"].values())))
+    for m in metrics:
+        by_group.add_column(m, justify="right")
+    for key, vals in d["by_group"].items():
+        by_group.add_row(key, *[_fmt(vals[m]) for m in metrics])
+    console.print(by_group)
+
+    disp = Table(title="Disparities")
+    disp.add_column("metric")
+    disp.add_column("value", justify="right")
+    ci = (d.get("ci") or {}).get("disparities", {})
+    if ci:
+        disp.add_column(f"{d['ci']['level']:.0%} CI", justify="right")
+    for name, value in d["disparities"].items():
+        row = [name, _fmt(value)]
+        if ci:
+            lo, hi = ci.get(name, [None, None])
+            row.append(f"[{_fmt(lo)}, {_fmt(hi)}]")
+        disp.add_row(*row)
+    console.print(disp)

@@ -1,2 +1,35 @@
-"""CLI commands: datasets."""
-from trustlab.cli import app  # noqa: F401
+"""`trustlab datasets [--json]`: what is available and where it comes from (S9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trustlab.cli import app
+from trustlab.data import dataset_table
+
+
+@app.command("datasets")
+def datasets_command(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Local data directory (default: $TRUSTLAB_DATA)."),
+) -> None:
+    """List the datasets, whether each is available here, and its source."""
+    rows = dataset_table(data_dir)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="trustlab datasets")
+    for col in ("name", "kind", "rows", "groups", "available", "source"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], f"{r['rows']:,}" if r["rows"] else "-",
+                      ", ".join(r["groups"]), "yes" if r["available"] else "[red]no[/red]",
+                      r["source"])
+    Console().print(table)

@@ -1,0 +1,1 @@
+"""Reading user files at the boundary, with one-line errors."""

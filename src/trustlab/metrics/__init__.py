@@ -1,0 +1,5 @@
+"""The metrics engine (S2): confusion counts once, every metric derived from them."""
+
+from trustlab.metrics.audit import AuditResult, audit
+
+__all__ = ["AuditResult", "audit"]

@@ -1,0 +1,45 @@
+"""The contract every tabular mitigation follows.
+
+A mitigation wraps the training of a base estimator: pre-processing methods change the
+data or weights before ``fit``, in-processing methods replace ``fit``, post-processing
+methods change ``predict``. The tabular trial only ever calls :meth:`fit`,
+:meth:`predict` and :meth:`predict_score`, so adding a method is one class and one
+registry line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+
+class Mitigation:
+    """Base class. ``X`` is the encoded numeric matrix, ``y`` is 0/1, ``sensitive`` 1-D."""
+
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        self.seed = seed
+        self.params = params
+
+    def fit(self, estimator, X: np.ndarray, y: np.ndarray, sensitive: np.ndarray
+            ) -> "Mitigation":
+        raise NotImplementedError
+
+    def predict(self, X: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
+        return np.asarray(self.estimator_.predict(X)).astype(np.int64)
+
+    def predict_score(self, X: np.ndarray, sensitive: np.ndarray) -> np.ndarray | None:
+        """P(y=1) when the fitted model has one, else None (no AUC then)."""
+        est = getattr(self, "estimator_", None)
+        if est is None or not hasattr(est, "predict_proba"):
+            return None
+        return np.asarray(est.predict_proba(X))[:, 1].astype(np.float64)
+
+
+class NoMitigation(Mitigation):
+    """``mitigation: {name: none}``: fit the estimator as it is."""
+
+    def fit(self, estimator, X, y, sensitive):
+        self.estimator_ = clone(estimator).fit(X, y)
+        return self

@@ -1,0 +1,84 @@
+"""Tabular loaders: real row counts, splits, groups, cache/download/checksum paths."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from trustlab.data import load_dataset, sources, tabular
+from trustlab.errors import DatasetNotFound, TrustlabError
+
+
+def test_adult_official_split():
+    ds = load_dataset("adult")
+    assert ds.n_rows == 48842
+    assert len(ds.train_idx) == 32561 and len(ds.test_idx) == 16281
+    assert set(ds.groups.columns) >= {"sex", "race", "age"}
+    assert set(ds.groups["sex"]) == {"Female", "Male"}
+    assert ds.class_names == ["<=50K", ">50K"]
+    # 24.08% of train and 23.62% of test earn >50K in the published data
+    assert ds.y_train.mean() == pytest.approx(7841 / 32561)
+    assert ds.y_test.mean() == pytest.approx(3846 / 16281)
+
+
+def test_compas_and_german_sizes_and_seeded_split():
+    compas = load_dataset("compas")
+    assert compas.n_rows == 7214 and set(compas.groups["race_binary"]) == {
+        "Caucasian", "Non-Caucasian"}
+    german = load_dataset("german", seed=3)
+    assert german.n_rows == 1000 and german.y.mean() == pytest.approx(0.7)
+    assert set(german.groups["sex"]) == {"female", "male"}
+    again = load_dataset("german", seed=3)
+    other = load_dataset("german", seed=4)
+    assert np.array_equal(german.test_idx, again.test_idx)
+    assert not np.array_equal(german.test_idx, other.test_idx)
+    assert len(np.intersect1d(german.train_idx, german.test_idx)) == 0
+
+
+def test_unknown_dataset_and_option():
+    with pytest.raises(TrustlabError, match="unknown dataset"):
+        load_dataset("imagenet")
+    with pytest.raises(TrustlabError, match="no option"):
+        load_dataset("german", colour=1)
+
+
+def test_cache_dir_copy_is_used_and_verified(tmp_path):
+    spec = tabular.FILES["german"]
+    bundled = sources.package_file(spec)
+    target = tmp_path / "german" / "german.data"
+    target.parent.mkdir()
+    shutil.copy(bundled, target)
+    ds = load_dataset("german", data_dir=tmp_path)
+    assert ds.source == str(target)
+    target.write_text("corrupted\n")
+    with pytest.raises(TrustlabError, match="does not match"):
+        load_dataset("german", data_dir=tmp_path)
+
+
+def test_download_into_cache_is_checksum_verified(tmp_path, monkeypatch):
+    """The online path: no bundled copy, fetch from the URL (here a file:// URL) into the cache."""
+    spec = tabular.FILES["german"]
+    bundled = sources.package_file(spec)
+    monkeypatch.setattr(sources, "package_file", lambda s: None)
+    monkeypatch.setitem(tabular.FILES, "german", sources.RemoteFile(
+        spec.dataset, spec.filename, spec.sha256, None, bundled.as_uri()))
+    ds = load_dataset("german", data_dir=tmp_path / "cache")
+    assert ds.n_rows == 1000
+    assert (tmp_path / "cache" / "german" / "german.data").is_file()
+    # a download whose bytes do not match is rejected and not kept
+    bad = tmp_path / "bad.data"
+    bad.write_text("A11 6\n")
+    monkeypatch.setitem(tabular.FILES, "german", sources.RemoteFile(
+        spec.dataset, spec.filename, spec.sha256, None, bad.as_uri()))
+    with pytest.raises(TrustlabError, match="does not match"):
+        load_dataset("german", data_dir=tmp_path / "cache2")
+    assert not (tmp_path / "cache2" / "german" / "german.data").exists()
+
+
+def test_missing_everywhere_says_where_to_put_it(monkeypatch):
+    monkeypatch.setattr(sources, "package_file", lambda s: None)
+    monkeypatch.delenv("TRUSTLAB_DATA", raising=False)
+    with pytest.raises(DatasetNotFound, match="TRUSTLAB_DATA"):
+        load_dataset("adult")
