@@ -76,7 +76,7 @@ class Dataset:
     def with_split(self, train_idx: np.ndarray, test_idx: np.ndarray) -> "Dataset":
         """A copy sharing the arrays but with another split (used by bias transforms)."""
         return replace(self, train_idx=np.asarray(train_idx, dtype=np.int64),
-                       test_idx=np.asarray(test_idx, dtype=np.int64))
+                       test_idx=np.asarray(test_idx, dtype=np.int64), meta=dict(self.meta))
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,7 @@ import pandas as pd
 
 from trustlab.errors import TrustlabError
 from trustlab.metrics import counts as cm
-from trustlab.metrics.encoding import _as_1d, encode_groups, factorize, group_frame
+from trustlab.metrics.encoding import as_column, encode_groups, factorize, group_columns
 
 GROUP_METRICS_BINARY = ("count", "selection_rate", "accuracy", "tpr", "fpr", "f1")
 GROUP_METRICS_MULTI = ("count", "accuracy")
@@ -102,23 +102,24 @@ def _positive_class(classes: np.ndarray, pos_label: Any) -> int | None:
     return 1  # sorted: 1 over 0, True over False, and the later of two strings
 
 
-def _privileged_column(frame: pd.DataFrame, privileged: Any) -> tuple[str, np.ndarray]:
+def _privileged_column(names: list[str], col_codes: list[np.ndarray],
+                       col_values: list[np.ndarray], privileged: Any) -> tuple[str, np.ndarray]:
     """The single binary group column holding ``privileged`` and its per-row membership."""
-    hits = [c for c in frame.columns
-            if (frame[c].astype(str) == str(privileged)).any()]
+    hits = [i for i, values in enumerate(col_values)
+            if any(str(v) == str(privileged) for v in values)]
     if not hits:
         raise TrustlabError(
             f"privileged value {privileged!r} does not occur in group column(s) "
-            f"{', '.join(frame.columns)}")
+            f"{', '.join(names)}")
     if len(hits) > 1:
         raise TrustlabError(f"privileged value {privileged!r} occurs in several group "
-                            f"columns ({', '.join(hits)}); it must name one")
-    col = hits[0]
-    n_values = frame[col].nunique(dropna=False)
-    if n_values != 2:
-        raise TrustlabError(
-            f"--privileged needs a binary group, but {col!r} has {n_values} values")
-    return col, (frame[col].astype(str) == str(privileged)).to_numpy()
+                            f"columns ({', '.join(names[i] for i in hits)}); it must name one")
+    i = hits[0]
+    if len(col_values[i]) != 2:
+        raise TrustlabError(f"--privileged needs a binary group, but {names[i]!r} has "
+                            f"{len(col_values[i])} values")
+    code = next(j for j, v in enumerate(col_values[i]) if str(v) == str(privileged))
+    return names[i], col_codes[i] == code
 
 
 def _derive(C: np.ndarray, pos: int | None, priv_member: np.ndarray | None
@@ -153,25 +154,25 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
     ``disparate_impact``. ``ci`` (e.g. ``0.95``) adds percentile bootstrap intervals.
     ``y_score`` (P(positive)) adds ROC AUC overall and per group.
     """
-    t = _as_1d(y_true, "y_true")
-    p = _as_1d(y_pred, "y_pred")
+    t = as_column(y_true, "y_true")
+    p = as_column(y_pred, "y_pred")
     n = len(t)
     if len(p) != n:
         raise TrustlabError(f"y_true has {n} rows but y_pred has {len(p)}")
     if n == 0:
         raise TrustlabError("nothing to audit: there are no rows")
-    frame = group_frame(groups, n)
+    columns = group_columns(groups, n)
     [t_codes, p_codes], classes = factorize(t, p, what="labels")
     if set(np.asarray(classes).tolist()) <= {0, 1} and len(classes) < 2 \
             and np.asarray(classes).dtype.kind in "biu":
         classes = np.array([0, 1])  # a 0/1 task where one class happens to be absent
-        t_codes, p_codes = t.astype(np.int64), p.astype(np.int64)
+        t_codes, p_codes = np.asarray(t, np.int64), np.asarray(p, np.int64)
     pos = _positive_class(classes, pos_label)
     if pos == 0:  # keep the positive class at index 1 so binary_rates is uniform
         classes = classes[::-1]
         t_codes, p_codes = 1 - t_codes, 1 - p_codes
         pos = 1
-    g_codes, keys, _ = encode_groups(frame)
+    g_codes, keys, col_codes, col_values = encode_groups(columns)
     C = cm.confusion_counts(t_codes, p_codes, g_codes, len(classes), len(keys))
 
     priv_member = None
@@ -179,7 +180,7 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
     if privileged is not None:
         if pos is None:
             raise TrustlabError("--privileged needs binary labels (two classes)")
-        col, row_member = _privileged_column(frame, privileged)
+        col, row_member = _privileged_column(list(columns), col_codes, col_values, privileged)
         priv_member = np.zeros(len(keys), dtype=bool)
         priv_member[g_codes[row_member]] = True
         priv_info = {"column": col, "value": privileged}
@@ -219,7 +220,7 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
         _add_auc(overall, by_group, t_codes, y_score, g_codes, keys, pos)
 
     result = AuditResult(n=n, classes=class_names, pos_label=class_names[pos] if pos is not None
-                         else None, group_columns=list(frame.columns), group_keys=keys,
+                         else None, group_columns=list(columns), group_keys=keys,
                          counts=C, overall=overall, by_group=by_group,
                          disparities=disparities, privileged=priv_info)
     if ci:
@@ -235,7 +236,7 @@ def _add_auc(overall, by_group, t_codes, y_score, g_codes, keys, pos) -> None:
 
     if pos is None:
         raise TrustlabError("--score needs binary labels (two classes)")
-    s = _as_1d(y_score, "y_score").astype(np.float64)
+    s = np.asarray(as_column(y_score, "y_score"), dtype=np.float64)
     if len(s) != len(t_codes):
         raise TrustlabError(f"y_score has {len(s)} rows but labels have {len(t_codes)}")
     if np.isnan(s).any():

@@ -1,8 +1,9 @@
 """Turn labels and group columns into small integer codes, fast.
 
 Integer labels in a modest range are mapped with a lookup table (O(n), no sort); anything
-else goes through :func:`pandas.factorize` (hashing). Both keep the sorted order of the
-values so groups and classes come out in a predictable order, as in fairlearn.
+else goes through :func:`pandas.factorize` (hashing), which also runs natively on Arrow
+string columns. Both keep the sorted order of the values so groups and classes come out
+in a predictable order, as in fairlearn. Missing values show up as code -1 for free.
 """
 
 from __future__ import annotations
@@ -14,109 +15,116 @@ import pandas as pd
 
 from trustlab.errors import TrustlabError
 
-_LUT_MAX = 1 << 20  # integer values up to this use the lookup-table path
+_LUT_MAX = 1 << 20  # integer values spanning up to this use the lookup-table path
+
+Column = "np.ndarray | pd.Series"
 
 
-def _as_1d(values: Any, what: str) -> np.ndarray:
-    if isinstance(values, (pd.Series, pd.Index)):
-        arr = values.to_numpy()
-    else:
-        arr = np.asarray(values)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+def as_column(values: Any, what: str):
+    """A 1-D numpy array or pandas Series (kept as is: factorize is fastest on it)."""
+    if isinstance(values, pd.Series):
+        return values.reset_index(drop=True)
+    if isinstance(values, pd.Index):
+        return values.to_series().reset_index(drop=True)
+    arr = np.asarray(values)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
     if arr.ndim != 1:
         raise TrustlabError(f"{what} must be one-dimensional, got shape {arr.shape}")
     return arr
 
 
-def _has_missing(arr: np.ndarray) -> bool:
-    if arr.dtype.kind in "biu":
-        return False
-    if arr.dtype.kind in "fc":
-        return bool(np.isnan(arr).any())
-    return bool(pd.isna(arr).any())
+def _small_int_codes(arrays) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """Lookup-table codes when every array holds integers (or bools) in a modest range."""
+    nps = [a.to_numpy() if isinstance(a, pd.Series) else a for a in arrays]
+    if not all(isinstance(a, np.ndarray) and a.dtype.kind in "biu" for a in nps):
+        return None
+    is_bool = all(a.dtype.kind == "b" for a in nps)
+    nps = [a.astype(np.int64) if a.dtype.kind == "b" else a for a in nps]
+    nonempty = [a for a in nps if a.size]
+    lo = min((int(a.min()) for a in nonempty), default=0)
+    hi = max((int(a.max()) for a in nonempty), default=0)
+    if hi - lo >= _LUT_MAX:
+        return None
+    present = np.zeros(hi - lo + 1, dtype=bool)
+    shifted = [a - lo if lo else a for a in nps]
+    for a in shifted:
+        present[a] = True
+    lut = np.cumsum(present) - 1
+    values = np.flatnonzero(present) + lo
+    return [lut[a] for a in shifted], values.astype(bool) if is_bool else values
 
 
-def factorize(*arrays: np.ndarray, what: str) -> tuple[list[np.ndarray], np.ndarray]:
+def factorize(*arrays, what: str) -> tuple[list[np.ndarray], np.ndarray]:
     """Codes for each array over their joint sorted set of values, and those values."""
-    for arr in arrays:
-        if _has_missing(arr):
-            raise TrustlabError(f"{what} has {int(pd.isna(arr).sum())} missing values")
-    all_bool = all(a.dtype.kind == "b" for a in arrays)
-    if all_bool:
-        arrays = tuple(a.astype(np.int64) for a in arrays)
-    if all(a.dtype.kind in "iu" for a in arrays):
-        lo = min(int(a.min()) for a in arrays if a.size) if any(a.size for a in arrays) else 0
-        hi = max(int(a.max()) for a in arrays if a.size) if any(a.size for a in arrays) else 0
-        if hi - lo < _LUT_MAX:
-            present = np.zeros(hi - lo + 1, dtype=bool)
-            for a in arrays:
-                present[a - lo if lo else a] = True
-            lut = np.cumsum(present) - 1
-            values = np.flatnonzero(present) + lo
-            if all_bool:
-                values = values.astype(bool)
-            return [lut[a - lo if lo else a] for a in arrays], values
+    fast = _small_int_codes(arrays)
+    if fast is not None:
+        return fast
     if len(arrays) == 1:
         codes, values = pd.factorize(arrays[0], sort=True)
-        return [codes.astype(np.int64)], np.asarray(values)
-    joined = np.concatenate([a.astype(object) if a.dtype != arrays[0].dtype else a
-                             for a in arrays])
-    codes, values = pd.factorize(joined, sort=True)
-    out, start = [], 0
-    for a in arrays:
-        out.append(codes[start:start + len(a)].astype(np.int64))
-        start += len(a)
-    return out, np.asarray(values)
-
-
-def group_frame(groups: Any, n: int) -> pd.DataFrame:
-    """Normalize the accepted group inputs to a DataFrame with one column per attribute."""
-    if isinstance(groups, pd.DataFrame):
-        frame = groups.reset_index(drop=True)
-    elif isinstance(groups, pd.Series):
-        frame = groups.reset_index(drop=True).to_frame(name=groups.name or "group")
-    elif isinstance(groups, dict):
-        frame = pd.DataFrame({k: _as_1d(v, f"group {k!r}") for k, v in groups.items()})
+        parts = [np.asarray(codes, dtype=np.int64)]
     else:
-        arr = np.asarray(groups)
-        if arr.ndim == 1:
-            frame = pd.DataFrame({"group": arr})
+        joined = pd.concat([pd.Series(a) for a in arrays], ignore_index=True)
+        codes, values = pd.factorize(joined, sort=True)
+        codes = np.asarray(codes, dtype=np.int64)
+        bounds = np.cumsum([0] + [len(a) for a in arrays])
+        parts = [codes[bounds[i]:bounds[i + 1]] for i in range(len(arrays))]
+    n_missing = sum(int((c < 0).sum()) for c in parts)
+    if n_missing:
+        raise TrustlabError(f"{what} has {n_missing} missing values")
+    return parts, np.asarray(values)
+
+
+def group_columns(groups: Any, n: int) -> dict[str, Any]:
+    """Normalize the accepted group inputs to ``{column name: 1-D values}``."""
+    if isinstance(groups, pd.DataFrame):
+        cols = {str(c): groups[c].reset_index(drop=True) for c in groups.columns}
+    elif isinstance(groups, pd.Series):
+        cols = {str(groups.name) if groups.name is not None else "group":
+                groups.reset_index(drop=True)}
+    elif isinstance(groups, dict):
+        cols = {str(k): as_column(v, f"group {k!r}") for k, v in groups.items()}
+    else:
+        arr = np.asarray(groups) if not isinstance(groups, list) or not groups or \
+            not isinstance(groups[0], (list, np.ndarray, pd.Series)) else None
+        if arr is None:  # a list of columns
+            cols = {f"group{i}": as_column(v, "group") for i, v in enumerate(groups)}
+        elif arr.ndim == 1:
+            cols = {"group": arr}
         elif arr.ndim == 2:
-            frame = pd.DataFrame(arr, columns=[f"group{i}" for i in range(arr.shape[1])])
+            cols = {f"group{i}": arr[:, i] for i in range(arr.shape[1])}
         else:
             raise TrustlabError(f"groups must be 1-D or 2-D, got shape {arr.shape}")
-    if frame.shape[1] == 0:
+    if not cols:
         raise TrustlabError("at least one group column is needed")
-    if len(frame) != n:
-        raise TrustlabError(f"groups have {len(frame)} rows but labels have {n}")
-    frame.columns = [str(c) for c in frame.columns]
-    return frame
+    for name, values in cols.items():
+        if len(values) != n:
+            raise TrustlabError(f"group column {name!r} has {len(values)} rows but labels have {n}")
+    return cols
 
 
-def encode_groups(frame: pd.DataFrame) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
-    """Codes of the intersections of all columns, their keys ("a|b"), per-column values.
-
-    Only intersections that occur get a code, so no group is ever empty.
-    """
+def encode_groups(columns: dict[str, Any]
+                  ) -> tuple[np.ndarray, list[str], list[np.ndarray], list[np.ndarray]]:
+    """Codes of the intersections of all columns, their keys ("a|b"), and per column its
+    row codes and its sorted values. Only intersections that occur get a code, so no group
+    is ever empty."""
     col_codes, col_values = [], []
-    for col in frame.columns:
-        [codes], values = factorize(frame[col].to_numpy(), what=f"group column {col!r}")
+    for name, values in columns.items():
+        [codes], uniques = factorize(values, what=f"group column {name!r}")
         col_codes.append(codes)
-        col_values.append(values)
-    combined = col_codes[0]
-    for codes, values in zip(col_codes[1:], col_values[1:]):
-        combined = combined * len(values) + codes  # mixed radix keeps sorted order
+        col_values.append(uniques)
     if len(col_codes) == 1:
-        keys = [str(v) for v in col_values[0]]
-        return combined, keys, col_values
+        return col_codes[0], [str(v) for v in col_values[0]], col_codes, col_values
+    combined = col_codes[0].astype(np.int64)
+    for codes, uniques in zip(col_codes[1:], col_values[1:]):
+        combined = combined * len(uniques) + codes  # mixed radix keeps the sorted order
     [dense], present = factorize(combined, what="group intersection")
     radices = [len(v) for v in col_values]
     keys = []
-    for code in present:
+    for code in present.tolist():
         parts, rem = [], int(code)
-        for values, radix in zip(reversed(col_values), reversed(radices)):
-            parts.append(str(values[rem % radix]))
+        for uniques, radix in zip(reversed(col_values), reversed(radices)):
+            parts.append(str(uniques[rem % radix]))
             rem //= radix
         keys.append("|".join(reversed(parts)))
-    return dense, keys, col_values
+    return dense, keys, col_codes, col_values
