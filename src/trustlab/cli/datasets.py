@@ -14,6 +14,14 @@ from trustlab.cli import app
 from trustlab.data import dataset_table
 
 
+def _short(source: str) -> str:
+    """Bundled package files are shown by package, not by their long site-packages path."""
+    marker = "site-packages/"
+    if marker in source:
+        return "package " + source.split(marker, 1)[1].split("/", 1)[0]
+    return source
+
+
 @app.command("datasets")
 def datasets_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
@@ -28,8 +36,15 @@ def datasets_command(
     table = Table(title="trustlab datasets")
     for col in ("name", "kind", "rows", "groups", "available", "source"):
         table.add_column(col, overflow="fold")
+    missing = []
     for r in rows:
+        source = _short(r["source"]) if r["available"] else "see below"
         table.add_row(r["name"], r["kind"], f"{r['rows']:,}" if r["rows"] else "-",
                       ", ".join(r["groups"]), "yes" if r["available"] else "[red]no[/red]",
-                      r["source"])
-    Console().print(table)
+                      source)
+        if not r["available"]:
+            missing.append(r)
+    console = Console()
+    console.print(table)
+    for r in missing:
+        console.print(f"[bold]{r['name']}[/bold]: {r['source']}", soft_wrap=True)
