@@ -41,5 +41,8 @@ class NoMitigation(Mitigation):
     """``mitigation: {name: none}``: fit the estimator as it is."""
 
     def fit(self, estimator, X, y, sensitive):
+        from trustlab.mitigations._checks import check_fit_inputs
+
+        X, y, sensitive = check_fit_inputs(X, y, sensitive)
         self.estimator_ = clone(estimator).fit(X, y)
         return self

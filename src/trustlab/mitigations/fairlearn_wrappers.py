@@ -1,0 +1,146 @@
+"""fairlearn's in- and post-processing methods behind the mitigation contract.
+
+- ``exponentiated_gradient``: the reductions approach (Agarwal et al. 2018); the result is
+  a randomized mixture of estimators fitted on reweighted, relabelled data.
+- ``threshold_optimizer``: group-specific (randomized) thresholds on the estimator's
+  scores (Hardt et al. 2016), fitted on the training data (``prefit=False``).
+
+Both predict with ``random_state=seed`` so a trial is reproducible. ``predict_score`` is
+the mitigated classifier's P(yhat=1) from fairlearn's ``_pmf_predict`` (the randomized
+rule's own probability), not the base estimator's P(y=1).
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+from fairlearn.postprocessing import ThresholdOptimizer
+from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from trustlab.errors import TrustlabError
+from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
+from trustlab.mitigations.base import Mitigation
+
+CONSTRAINTS = ("demographic_parity", "equalized_odds")
+
+
+def _check_constraint(name: str, constraints: str) -> None:
+    if constraints not in CONSTRAINTS:
+        raise TrustlabError(
+            f"{name}: constraints must be one of {', '.join(CONSTRAINTS)}, "
+            f"got {constraints!r}")
+
+
+class Float64Proba(ClassifierMixin, BaseEstimator):
+    """Pass-through classifier whose ``predict_proba`` is float64.
+
+    XGBoost returns float32 probabilities; fairlearn 0.15's ThresholdOptimizer breaks on
+    them under pandas 3, so every estimator it sees goes through this adapter.
+    """
+
+    def __init__(self, estimator=None) -> None:
+        self.estimator = estimator
+
+    def fit(self, X, y, sample_weight=None):
+        self.estimator_ = clone(self.estimator)
+        if sample_weight is None:
+            self.estimator_.fit(X, y)
+        else:
+            self.estimator_.fit(X, y, sample_weight=sample_weight)
+        self.classes_ = np.asarray(self.estimator_.classes_)
+        return self
+
+    def predict(self, X):
+        return np.asarray(self.estimator_.predict(X))
+
+    def predict_proba(self, X):
+        return np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)
+
+
+class ExponentiatedGradientMitigation(Mitigation):
+    """``mitigation: {name: exponentiated_gradient, params: {constraints: ..., eps: ...}}``.
+
+    ``constraints``: ``demographic_parity`` or ``equalized_odds``; ``difference_bound`` is
+    the constraint's slack (fairlearn's default when None); ``eps``, ``max_iter``, ``nu``,
+    ``eta0``, ``run_linprog_step`` go to ``ExponentiatedGradient`` as they are.
+    """
+
+    def __init__(self, seed: int = 0, constraints: str = "demographic_parity",
+                 difference_bound: float | None = None, eps: float = 0.01,
+                 max_iter: int = 50, nu: float | None = None, eta0: float = 2.0,
+                 run_linprog_step: bool = True) -> None:
+        _check_constraint("exponentiated_gradient", constraints)
+        super().__init__(seed=seed, constraints=constraints,
+                         difference_bound=difference_bound, eps=eps, max_iter=max_iter,
+                         nu=nu, eta0=eta0, run_linprog_step=run_linprog_step)
+        self.constraints = constraints
+        self.difference_bound = difference_bound
+        self.eps = eps
+        self.max_iter = max_iter
+        self.nu = nu
+        self.eta0 = eta0
+        self.run_linprog_step = run_linprog_step
+
+    def _moment(self):
+        kwargs = {} if self.difference_bound is None else {
+            "difference_bound": self.difference_bound}
+        cls = DemographicParity if self.constraints == "demographic_parity" else EqualizedOdds
+        return cls(**kwargs)
+
+    def fit(self, estimator, X, y, sensitive):
+        X, y, sensitive = check_fit_inputs(X, y, sensitive)
+        self.mitigator_ = ExponentiatedGradient(
+            Float64Proba(estimator), self._moment(), eps=self.eps, max_iter=self.max_iter,
+            nu=self.nu, eta0=self.eta0, run_linprog_step=self.run_linprog_step)
+        self.mitigator_.fit(X, y, sensitive_features=sensitive)
+        return self
+
+    def predict(self, X, sensitive):
+        X, _ = check_predict_inputs(X, sensitive)
+        return np.asarray(self.mitigator_.predict(X, random_state=self.seed)).astype(np.int64)
+
+    def predict_score(self, X, sensitive):
+        X, _ = check_predict_inputs(X, sensitive)
+        pmf = np.asarray(self.mitigator_._pmf_predict(X))[:, 1].astype(np.float64)
+        return np.clip(pmf, 0.0, 1.0)  # the mixture weights sum to 1 only up to rounding
+
+
+class ThresholdOptimizerMitigation(Mitigation):
+    """``mitigation: {name: threshold_optimizer, params: {constraints: ...}}``.
+
+    Objective accuracy, scores from ``predict_proba`` (float64), ``prefit=False``;
+    ``grid_size``, ``flip`` and ``tol`` go to ``ThresholdOptimizer`` as they are.
+    """
+
+    def __init__(self, seed: int = 0, constraints: str = "demographic_parity",
+                 grid_size: int = 1000, flip: bool = False, tol: float | None = None) -> None:
+        _check_constraint("threshold_optimizer", constraints)
+        if tol is not None and constraints == "equalized_odds":
+            raise TrustlabError("threshold_optimizer: tol is not supported with equalized_odds")
+        super().__init__(seed=seed, constraints=constraints, grid_size=grid_size, flip=flip,
+                         tol=tol)
+        self.constraints = constraints
+        self.grid_size = grid_size
+        self.flip = flip
+        self.tol = tol
+
+    def fit(self, estimator, X, y, sensitive):
+        X, y, sensitive = check_fit_inputs(X, y, sensitive)
+        self.mitigator_ = ThresholdOptimizer(
+            estimator=Float64Proba(estimator), constraints=self.constraints,
+            objective="accuracy_score", grid_size=self.grid_size, flip=self.flip,
+            prefit=False, predict_method="predict_proba", tol=self.tol)
+        self.mitigator_.fit(X, y, sensitive_features=sensitive)
+        self.estimator_ = self.mitigator_.estimator_
+        return self
+
+    def predict(self, X, sensitive):
+        X, sensitive = check_predict_inputs(X, sensitive)
+        return np.asarray(self.mitigator_.predict(
+            X, sensitive_features=sensitive, random_state=self.seed)).astype(np.int64)
+
+    def predict_score(self, X, sensitive):
+        X, sensitive = check_predict_inputs(X, sensitive)
+        pmf = self.mitigator_._pmf_predict(X, sensitive_features=sensitive)
+        return np.clip(np.asarray(pmf)[:, 1].astype(np.float64), 0.0, 1.0)

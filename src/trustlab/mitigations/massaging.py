@@ -1,0 +1,115 @@
+"""Massaging (Kamiran & Calders 2012) — the seed notebook's "data transformation".
+
+A ranker scores every training row; then the fewest borderline labels are flipped so the
+two groups' positive-label rates match: the unprivileged group's highest-ranked negatives
+are promoted to 1 and, as many, the privileged group's lowest-ranked positives are demoted
+to 0. The estimator is then fitted on the relabelled data. No maintained library ships
+massaging (AIF360 is not a dependency), so the flip count and selection are written here.
+
+Groups: ``privileged`` names the privileged value (the experiment engine passes the
+dataset's); every other value is "unprivileged". Without it, the group with the highest
+positive-label rate in the training data is taken as privileged. If the named privileged
+group already has the lower rate, no label is flipped (massaging only ever moves labels
+toward the unprivileged group).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from trustlab.errors import TrustlabError
+from trustlab.mitigations._checks import check_fit_inputs
+from trustlab.mitigations.base import Mitigation
+
+
+def massaging_flip_count(n_unpriv: int, pos_unpriv: int, n_priv: int, pos_priv: int,
+                         max_flips: int | None = None) -> int:
+    """The fewest flips M making (pos_u + M)/n_u and (pos_p - M)/n_p as equal as possible.
+
+    The gap g(M) = (pos_p - M)/n_p - (pos_u + M)/n_u is linear and decreasing in M, and is
+    zero at M* = (pos_p n_u - pos_u n_p) / (n_u + n_p) (Kamiran & Calders' closed form).
+    The best integer is floor(M*) or ceil(M*); on a tie the smaller one wins.
+    """
+    def gap(m: int) -> float:
+        return abs((pos_priv - m) / n_priv - (pos_unpriv + m) / n_unpriv)
+
+    m_star = (pos_priv * n_unpriv - pos_unpriv * n_priv) / (n_unpriv + n_priv)
+    if m_star <= 0:
+        return 0
+    lo = int(np.floor(m_star))
+    best = lo if gap(lo) <= gap(lo + 1) else lo + 1
+    if max_flips is not None:
+        best = min(best, max_flips)
+    return best
+
+
+class Massaging(Mitigation):
+    """``mitigation: {name: massaging, params: {ranker: logistic_regression}}``.
+
+    ``ranker`` is any model name of :func:`trustlab.training.tabular_models.make_model`
+    (default ``logistic_regression``, as in Kamiran & Calders) or ``same`` for a clone of
+    the estimator being mitigated; ``ranker_params`` are passed to it. Learned:
+    ``n_flips_`` (promotions = demotions = M), ``y_massaged_``, ``promoted_``/``demoted_``
+    (row indices), ``privileged_``.
+    """
+
+    def __init__(self, seed: int = 0, privileged: Any = None,
+                 ranker: str = "logistic_regression",
+                 ranker_params: dict[str, Any] | None = None) -> None:
+        super().__init__(seed=seed, privileged=privileged, ranker=ranker,
+                         ranker_params=ranker_params)
+        self.privileged = privileged
+        self.ranker = ranker
+        self.ranker_params = ranker_params
+
+    def _make_ranker(self, estimator):
+        if self.ranker == "same":
+            return clone(estimator)
+        from trustlab.training.tabular_models import make_model
+
+        return make_model(self.ranker, self.ranker_params, self.seed)
+
+    def _privileged_mask(self, y: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
+        values = np.unique(sensitive)
+        if len(values) < 2:
+            raise TrustlabError("massaging needs at least two groups in the training data")
+        if self.privileged is None:
+            rates = [y[sensitive == v].mean() for v in values]
+            self.privileged_ = values[int(np.argmax(rates))]
+        else:
+            if not np.any(sensitive == self.privileged):
+                raise TrustlabError(
+                    f"massaging: privileged value {self.privileged!r} does not occur in the "
+                    f"sensitive attribute (values: {', '.join(map(str, values[:10]))})")
+            self.privileged_ = self.privileged
+        return sensitive == self.privileged_
+
+    def fit(self, estimator, X, y, sensitive):
+        X, y, sensitive = check_fit_inputs(X, y, sensitive)
+        priv = self._privileged_mask(y, sensitive)
+        unpriv = ~priv
+        ranker = self._make_ranker(estimator).fit(X, y)
+        score = np.asarray(ranker.predict_proba(X))[:, 1].astype(np.float64)
+        self.ranker_ = ranker
+
+        cand_promote = np.flatnonzero(unpriv & (y == 0))
+        cand_demote = np.flatnonzero(priv & (y == 1))
+        m = massaging_flip_count(int(unpriv.sum()), int(y[unpriv].sum()),
+                                 int(priv.sum()), int(y[priv].sum()),
+                                 max_flips=min(len(cand_promote), len(cand_demote)))
+        # Stable sorts: equal scores are taken in row order, so the choice is deterministic.
+        promote = cand_promote[np.argsort(-score[cand_promote], kind="stable")[:m]]
+        demote = cand_demote[np.argsort(score[cand_demote], kind="stable")[:m]]
+        y_new = y.copy()
+        y_new[promote] = 1
+        y_new[demote] = 0
+
+        self.n_flips_ = int(m)
+        self.promoted_ = np.sort(promote)
+        self.demoted_ = np.sort(demote)
+        self.y_massaged_ = y_new
+        self.estimator_ = clone(estimator).fit(X, y_new)
+        return self
