@@ -12,6 +12,8 @@ rule's own probability), not the base estimator's P(y=1).
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 
 import numpy as np
 from fairlearn.postprocessing import ThresholdOptimizer
@@ -23,6 +25,16 @@ from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
 from trustlab.mitigations.base import Mitigation
 
 CONSTRAINTS = ("demographic_parity", "equalized_odds")
+
+
+@contextlib.contextmanager
+def _quiet_fairlearn():
+    """fairlearn 0.15 trips pandas 3's deprecation warnings on every fit (its code, not
+    ours); hide those so users see only warnings they can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"fairlearn\..*")
+        warnings.filterwarnings("ignore", message=r".*(\.at with a key|incompatible dtype).*")
+        yield
 
 
 def _check_constraint(name: str, constraints: str) -> None:
@@ -93,7 +105,8 @@ class ExponentiatedGradientMitigation(Mitigation):
         self.mitigator_ = ExponentiatedGradient(
             Float64Proba(estimator), self._moment(), eps=self.eps, max_iter=self.max_iter,
             nu=self.nu, eta0=self.eta0, run_linprog_step=self.run_linprog_step)
-        self.mitigator_.fit(X, y, sensitive_features=sensitive)
+        with _quiet_fairlearn():
+            self.mitigator_.fit(X, y, sensitive_features=sensitive)
         return self
 
     def predict(self, X, sensitive):
@@ -131,7 +144,8 @@ class ThresholdOptimizerMitigation(Mitigation):
             estimator=Float64Proba(estimator), constraints=self.constraints,
             objective="accuracy_score", grid_size=self.grid_size, flip=self.flip,
             prefit=False, predict_method="predict_proba", tol=self.tol)
-        self.mitigator_.fit(X, y, sensitive_features=sensitive)
+        with _quiet_fairlearn():
+            self.mitigator_.fit(X, y, sensitive_features=sensitive)
         self.estimator_ = self.mitigator_.estimator_
         return self
 
