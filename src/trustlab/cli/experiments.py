@@ -1,2 +1,106 @@
-"""CLI commands: experiments."""
-from trustlab.cli import app  # noqa: F401
+"""CLI commands: `trustlab run`, `results`, `report`, `demo` (S9)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from trustlab.cli import app
+from trustlab.errors import TrustlabError
+
+
+def _run(path: Path, *, out: Optional[Path], executor: str, workers: int,
+         scheduler: Optional[str], overrides: list[str], report: bool = False) -> Path:
+    from rich.console import Console
+
+    from trustlab.experiments.config import load_experiment
+    from trustlab.experiments.runner import print_summary, run_experiment
+
+    exp = load_experiment(path, overrides)
+    err = Console(stderr=True)
+    summary = run_experiment(exp, out, executor=executor, workers=workers,
+                             scheduler=scheduler, console=err)
+    print_summary(summary.out_dir)
+    if report:
+        from trustlab.report import write_report
+
+        path = write_report(summary.out_dir)
+        print(f"report: {path}")
+    err.print(f"{summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped "
+              f"(already done) in {summary.wall_s:.1f}s -> {summary.out_dir}", highlight=False)
+    if not summary.ok:
+        print(f"trustlab: error: {summary.failure_line()}", file=sys.stderr)
+        sys.exit(1)
+    return summary.out_dir
+
+
+@app.command("run")
+def run_cmd(
+    experiment: Path = typer.Argument(..., help="Experiment YAML file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory "
+                                       "(default runs/<name>)."),
+    executor: str = typer.Option("local", "--executor", help="local or dask."),
+    workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Address of a running Dask scheduler."),
+    set_: List[str] = typer.Option([], "--set", help="Override a key: KEY=VALUE (YAML value)."),
+) -> None:
+    """Run or resume an experiment sweep; finished trials are skipped."""
+    _run(experiment, out=out, executor=executor, workers=workers, scheduler=scheduler,
+         overrides=list(set_))
+
+
+@app.command("results")
+def results_cmd(
+    directory: Path = typer.Argument(..., help="An experiment's output directory."),
+    format: str = typer.Option("table", "--format", help="table, csv or json."),
+) -> None:
+    """Show the results of an experiment (per trial for csv/json, per grid point as a table)."""
+    from trustlab.experiments.results import (FORMATS, load_results, summary_table,
+                                              table_console, to_csv, to_json)
+
+    if format not in FORMATS:
+        raise TrustlabError(f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}")
+    results = load_results(directory)
+    if format == "json":
+        print(to_json(results))
+    elif format == "csv":
+        sys.stdout.write(to_csv(results))
+    else:
+        console = table_console()
+        console.print(summary_table(results))
+        for t in results.failed():
+            console.print(f"[red]failed[/red] {t['trial_id']} seed={t['seed']}: {t['error']}",
+                          highlight=False)
+
+
+@app.command("report")
+def report_cmd(
+    directory: Path = typer.Argument(..., help="An experiment's output directory."),
+    x_metric: Optional[str] = typer.Option(None, "--x-metric",
+                                           help="Disparity metric on the scatter's x axis."),
+) -> None:
+    """Write DIR/report.html (plots embedded; opens offline)."""
+    from trustlab.report import write_report
+
+    print(write_report(directory, x_metric=x_metric))
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output directory."),
+    workers: int = typer.Option(0, "--workers",
+                                help="Worker processes (default: min(2, CPU cores))."),
+) -> None:
+    """Run the embedded demo (a real tabular sweep on Adult) and write its report."""
+    from importlib.resources import as_file
+
+    from trustlab.experiments import demo_config_path
+    from trustlab.experiments.executors import cpu_count
+
+    with as_file(demo_config_path()) as path:
+        _run(Path(path), out=out, executor="local", workers=workers or min(2, cpu_count()),
+             scheduler=None, overrides=[], report=True)

@@ -1,0 +1,320 @@
+"""Experiment files: YAML -> typed config -> the list of trials (S8).
+
+An experiment file has a few keys the engine owns (``name``, ``kind``, ``seeds``, ``grid``,
+``executor``, ``report``); every other key belongs to the trial kind, whose pydantic model
+validates it (so an unknown key is an error that names it). ``grid:`` maps dotted keys to
+lists and expands into their cartesian product; ``seeds:`` repeats every grid point.
+A trial is one resolved kind config plus one seed; its id is a hash of both.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trustlab.errors import TrustlabError
+
+ENGINE_KEYS = ("name", "kind", "seeds", "grid", "executor", "report")
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; ``1`` is not silently accepted where a string is expected."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class SlurmConfig(StrictModel):
+    """Arguments of :class:`dask_jobqueue.SLURMCluster`; ``options`` passes anything else."""
+
+    jobs: int = Field(1, ge=1, description="how many Slurm jobs to start (cluster.scale)")
+    cores: int = Field(1, ge=1)
+    processes: int = Field(1, ge=1)
+    memory: str = "4GB"
+    walltime: str = "01:00:00"
+    queue: str | None = None
+    account: str | None = None
+    job_extra_directives: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutorConfig(StrictModel):
+    slurm: SlurmConfig | None = None
+
+
+class ReportConfig(StrictModel):
+    """What the report's accuracy-vs-fairness scatter plots (None: the kind's default)."""
+
+    x_metric: str | None = None
+    y_metric: str = "accuracy"
+    absolute_x: bool = True
+
+
+class EngineConfig(StrictModel):
+    name: str
+    kind: str = "tabular"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_directory_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("must be letters, digits, '_', '-' or '.' (it names the "
+                             "output directory)")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_nonempty_unique(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("needs at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError("has duplicates")
+        return v
+
+
+# -- YAML -------------------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """PyYAML implements YAML 1.1, where ``1e-3`` is a string; read it as YAML 1.2 does
+    (a float), since learning rates and C values are written that way. Hand-written: the
+    usual resolver override, PyYAML has no switch for it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TrustlabError(f"{where}: invalid YAML{line}: {problem}") from None
+
+
+# -- dotted keys ----------------------------------------------------------------------------
+def set_dotted(tree: dict[str, Any], key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise TrustlabError(f"{where}: bad key {key!r}")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise TrustlabError(f"{where}: cannot set {key!r}: "
+                                f"{'.'.join(parts[:i + 1])!r} is not a mapping")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"name": "x"}}`` -> ``{"model.name": "x"}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``--set KEY=VALUE``; VALUE is YAML (``[0, 1]``, ``true``, ``1e-3``, ``compas``)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not p for p in key.split(".")):
+        raise TrustlabError(f"bad --set {item!r}: expected KEY=VALUE with a dotted KEY")
+    return key, parse_yaml(raw, f"--set {key}") if raw.strip() else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Hydra-style overrides. ``grid.<dotted key>`` sets one grid axis; overriding a key
+    that is also a grid axis pins it (the axis is dropped)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, value = parse_override(item)
+        if key.startswith("grid."):
+            grid = raw.setdefault("grid", {})
+            if not isinstance(grid, dict):
+                raise TrustlabError("grid: must be a mapping of dotted keys to lists")
+            grid[key[len("grid."):]] = value
+            continue
+        if isinstance(raw.get("grid"), dict):
+            raw["grid"].pop(key, None)
+        set_dotted(raw, key, value, f"--set {item}")
+    return raw
+
+
+# -- validation -------------------------------------------------------------------------------
+_TYPE_TAGS = {"int", "float", "str", "bool", "none", "list", "dict", "tuple", "set"}
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    """The first pydantic error as one line naming the dotted key."""
+    errors = exc.errors()
+    err = errors[0]
+
+    def field_path(e) -> tuple[list[str], list[str]]:
+        # Union members show up in the location as type tags (`subsample.int`); split them off.
+        fields, tags = [], []
+        for p in e["loc"]:
+            p = str(p)
+            if p.startswith("function-") or p in _TYPE_TAGS or "[" in p:
+                tags.append(p.split("[")[0])
+            else:
+                fields.append(p)
+        return fields, tags
+
+    fields, _ = field_path(err)
+    loc = ".".join(fields)
+    loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {loc!r}"
+    if err["type"] == "missing":
+        return f"missing key {loc!r}"
+    union = [field_path(e)[1] for e in errors if field_path(e)[0] == fields]
+    msg = err["msg"]
+    if len(union) > 1 and all(union):
+        msg = "expected " + " or ".join(dict.fromkeys(t[-1] for t in union))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial_id: str
+    seed: int
+    config: dict[str, Any]   # the kind's resolved config (plain JSON types, defaults filled)
+    point: dict[str, Any]    # this trial's grid assignment (dotted key -> value)
+    ordinal: int             # position in the sweep, for stable display order
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Dotted keys of the full resolved config, plus ``seed`` (what the store keeps)."""
+        return {**flatten(self.config), "seed": self.seed}
+
+
+def trial_id(kind: str, config: dict[str, Any], seed: int) -> str:
+    """A stable id: sha256 of canonical JSON of (kind, resolved config, seed)."""
+    blob = json.dumps({"kind": kind, "config": config, "seed": seed}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Experiment:
+    engine: EngineConfig
+    raw: dict[str, Any]              # the experiment after --set overrides (as YAML saw it)
+    source_text: str                 # the YAML file as written
+    overrides: list[str]
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    @property
+    def kind(self) -> str:
+        return self.engine.kind
+
+    @property
+    def grid_keys(self) -> list[str]:
+        return list(self.engine.grid)
+
+
+def build_experiment(raw: Any, *, where: str = "experiment", source_text: str = "",
+                     overrides: list[str] | None = None) -> Experiment:
+    """Validate ``raw`` (a parsed YAML mapping) and expand it into trials.
+
+    Everything is checked here, before anything runs or is written: engine keys, the
+    kind's keys for every grid point, and the kind's own name checks (model, dataset...).
+    """
+    from trustlab.experiments.kinds import get_kind
+
+    overrides = list(overrides or [])
+    if not isinstance(raw, dict):
+        raise TrustlabError(f"{where}: the experiment must be a YAML mapping of keys")
+    raw = apply_overrides(raw, overrides)
+    engine_raw = {k: raw[k] for k in ENGINE_KEYS if k in raw}
+    kind_raw = {k: v for k, v in raw.items() if k not in ENGINE_KEYS}
+    if isinstance(engine_raw.get("grid"), dict):
+        for key, values in engine_raw["grid"].items():
+            if not isinstance(values, list):
+                raise TrustlabError(f"{where}: grid.{key}: must be a list of values")
+            if not values:
+                raise TrustlabError(f"{where}: grid.{key}: empty list (nothing to sweep)")
+    try:
+        engine = EngineConfig.model_validate(engine_raw)
+    except ValidationError as exc:
+        raise TrustlabError(f"{where}: {_describe(exc)}") from None
+
+    kind = get_kind(engine.kind)
+    for key in engine.grid:
+        head = key.split(".")[0]
+        if head == "seed" or head in ENGINE_KEYS:
+            hint = " (use seeds: to repeat trials)" if head in ("seed", "seeds") else ""
+            raise TrustlabError(f"{where}: grid.{key}: cannot sweep an engine key{hint}")
+
+    exp = Experiment(engine=engine, raw=raw, source_text=source_text, overrides=overrides)
+    keys = list(engine.grid)
+    points = [dict(zip(keys, combo)) for combo in
+              itertools.product(*(engine.grid[k] for k in keys))] if keys else [{}]
+    seen: dict[str, Trial] = {}
+    for point in points:
+        tree = copy.deepcopy(kind_raw)
+        label = ", ".join(f"{k}={v}" for k, v in point.items())
+        at = f"{where}: " + (f"[grid point {label}] " if label else "")
+        for key, value in point.items():
+            set_dotted(tree, key, copy.deepcopy(value), at.rstrip(": ") or where)
+        try:
+            model = kind.config_model.model_validate(tree)
+        except ValidationError as exc:
+            raise TrustlabError(f"{at}{_describe(exc)}") from None
+        if kind.validate is not None:
+            try:
+                kind.validate(model)
+            except TrustlabError as exc:
+                raise TrustlabError(f"{at}{exc}") from None
+        resolved = model.model_dump(mode="json")
+        for seed in engine.seeds:
+            tid = trial_id(engine.kind, resolved, seed)
+            if tid in seen:  # two grid points that resolve to the same config
+                continue
+            seen[tid] = Trial(tid, seed, resolved, point, len(seen))
+    exp.trials = list(seen.values())
+    return exp
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read, override, validate and expand an experiment file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrustlabError(f"experiment file not found: {path}")
+    text = path.read_text()
+    raw = parse_yaml(text, path.name)
+    return build_experiment(raw, where=path.name, source_text=text, overrides=overrides)

@@ -1,0 +1,169 @@
+"""The ``tabular`` trial kind (S3): load, (drop the sensitive columns), encode, train with a
+mitigation, audit the test split.
+
+Metrics are the audit's flat names (``accuracy``, ``demographic_parity_difference``,
+``group.<value>.selection_rate``, ...) plus ``train_time_s``, ``n_train`` and ``n_test``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(_Strict):
+    name: str
+    sensitive: str
+    privileged: str | int | float | bool | None = None
+    use_sensitive_as_feature: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+    # Train rows to keep (a fraction in (0, 1] or a count), drawn with the trial seed.
+    subsample: int | float | None = None
+
+    @field_validator("subsample")
+    @classmethod
+    def _subsample_range(cls, v):
+        if v is None:
+            return v
+        if isinstance(v, bool) or v <= 0 or (isinstance(v, float) and v > 1):
+            raise ValueError("must be a fraction in (0, 1] or a row count >= 1")
+        return v
+
+
+class ModelConfig(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    save: bool = False  # pickle the fitted model into the trial's artifact directory
+
+
+class MitigationConfig(_Strict):
+    name: str = "none"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TabularConfig(_Strict):
+    dataset: DatasetConfig
+    model: ModelConfig
+    mitigation: MitigationConfig = Field(default_factory=MitigationConfig)
+
+
+def validate(cfg: TabularConfig) -> None:
+    """Name checks that need no data: dataset, its options and group, model, mitigation."""
+    import inspect
+
+    from trustlab.data import get_spec  # importing trustlab.data registers the loaders
+    from trustlab.mitigations import make_mitigation
+    from trustlab.training.tabular_models import make_model
+
+    spec = get_spec(cfg.dataset.name)
+    if spec.kind != "tabular":
+        raise TrustlabError(f"dataset {spec.name!r} is not tabular (it is {spec.kind})")
+    accepted = set(inspect.signature(spec.loader).parameters) - {"data_dir", "seed"}
+    for opt in cfg.dataset.options:
+        if opt not in accepted:
+            raise TrustlabError(f"dataset {spec.name!r} has no option {opt!r}; options: "
+                                f"{', '.join(sorted(accepted)) or 'none'}")
+    if cfg.dataset.sensitive not in spec.groups:
+        raise TrustlabError(f"dataset {spec.name!r} has no sensitive attribute "
+                            f"{cfg.dataset.sensitive!r}; choose one of: {', '.join(spec.groups)}")
+    make_model(cfg.model.name, cfg.model.params, seed=0)  # unknown name or parameter
+    make_mitigation(cfg.mitigation.name, cfg.mitigation.params, seed=0)
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, seed: int, options_json: str):
+    # Cached per worker process: a sweep over models reuses the loaded table.
+    from trustlab.data import load_dataset
+
+    return load_dataset(name, seed=seed, **json.loads(options_json))
+
+
+def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
+    from trustlab.metrics import audit
+    from trustlab.mitigations import make_mitigation
+    from trustlab.training.tabular_models import encode_features, make_model
+
+    d = cfg.dataset
+    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
+    train_idx = np.asarray(ds.train_idx)
+    if d.subsample is not None:
+        n = (int(round(d.subsample * len(train_idx))) if isinstance(d.subsample, float)
+             else int(d.subsample))
+        n = max(1, min(n, len(train_idx)))
+        rng = np.random.default_rng(seed)
+        train_idx = np.sort(rng.choice(train_idx, size=n, replace=False))
+        ds = ds.with_split(train_idx, ds.test_idx)
+
+    X_train, X_test = ds.X_train, ds.X_test
+    if not d.use_sensitive_as_feature:
+        drop = ds.meta.get("sensitive_features", {}).get(d.sensitive, [d.sensitive])
+        X_train = X_train.drop(columns=[c for c in drop if c in X_train.columns])
+        X_test = X_test.drop(columns=[c for c in drop if c in X_test.columns])
+    Xtr, Xte, _ = encode_features(X_train, X_test)
+    s_train = ds.groups_train[d.sensitive].to_numpy()
+    s_test = ds.groups_test[d.sensitive].to_numpy()
+    y_train, y_test = ds.y_train, ds.y_test
+    if len(np.unique(y_train)) < 2:
+        raise TrustlabError(f"the training split has a single class (subsample "
+                            f"{d.subsample!r} is too small)")
+
+    estimator = make_model(cfg.model.name, cfg.model.params, seed=seed)
+    mit = make_mitigation(cfg.mitigation.name, cfg.mitigation.params, seed=seed)
+    t0 = time.perf_counter()
+    mit.fit(estimator, Xtr, y_train, s_train)
+    train_time = time.perf_counter() - t0
+    y_pred = np.asarray(mit.predict(Xte, s_test))
+    y_score = mit.predict_score(Xte, s_test)
+
+    result = audit(y_test, y_pred, ds.groups_test[d.sensitive], y_score=y_score,
+                   privileged=d.privileged)
+    metrics = result.flat_metrics()
+    metrics.update({"train_time_s": train_time, "n_train": float(len(y_train)),
+                    "n_test": float(len(y_test))})
+
+    buf = io.BytesIO()
+    arrays = {"y_true": y_test.astype(np.int8), "y_pred": y_pred.astype(np.int8),
+              "group": s_test.astype(str)}
+    if y_score is not None:
+        arrays["y_score"] = np.asarray(y_score, dtype=np.float32)
+    np.savez_compressed(buf, **arrays)
+    artifacts = {"predictions.npz": buf.getvalue()}
+    if cfg.model.save:
+        import pickle
+
+        artifacts["model.pkl"] = pickle.dumps(mit)
+    return TrialOutput(metrics=metrics, artifacts=artifacts)
+
+
+KIND = TrialKind(
+    name="tabular",
+    run=run,
+    config_model=TabularConfig,
+    validate=validate,
+    summary_metrics=["accuracy", "balanced_accuracy", "demographic_parity_difference",
+                     "statistical_parity_difference", "disparate_impact",
+                     "equalized_odds_difference", "train_time_s"],
+)
+
+
+def _register_report_sections() -> None:
+    from trustlab.report import register_section
+    from trustlab.report.tabular import group_rates_section
+
+    register_section("tabular", group_rates_section)
+
+
+_register_report_sections()

@@ -1,0 +1,189 @@
+"""Reading a results store: per-trial records, the per-grid-point summary, and the
+``trustlab results`` formats (table, csv, json)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trustlab.errors import TrustlabError
+from trustlab.experiments.store import Store, _finite
+
+FORMATS = ("table", "csv", "json")
+
+
+@dataclass
+class Results:
+    directory: Path
+    meta: dict[str, Any]
+    runs: list[dict[str, Any]]
+    trials: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.directory.name)
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind", "tabular")
+
+    @property
+    def grid_keys(self) -> list[str]:
+        keys = list(self.meta.get("grid_keys", []))
+        # Keys that vary across trials even without a grid axis (e.g. a --set between runs).
+        varying = [k for k in self._param_keys() if k not in keys and k != "seed"
+                   and len({_hashable(t["params"].get(k)) for t in self.trials}) > 1]
+        return keys + varying
+
+    def _param_keys(self) -> list[str]:
+        keys: dict[str, None] = {}
+        for t in self.trials:
+            keys.update(dict.fromkeys(t["params"]))
+        return list(keys)
+
+    def ok(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t["status"] == "ok"]
+
+    def failed(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t["status"] == "failed"]
+
+    def metric_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for t in self.ok():
+            names.update(dict.fromkeys(t["metrics"]))
+        return list(names)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per trial: trial_id, status, seed, the grid keys, then every metric."""
+        rows = []
+        for t in self.trials:
+            row = {"trial_id": t["trial_id"], "status": t["status"], "seed": t["seed"]}
+            row.update({k: _hashable(t["params"].get(k)) for k in self.grid_keys})
+            row.update({k: (math.nan if v is None else v) for k, v in t["metrics"].items()})
+            row["error"] = t["error"]
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def summary(self, metrics: list[str] | None = None) -> pd.DataFrame:
+        """Mean and std (ddof=1) over seeds of each metric, one row per grid point.
+
+        Columns: the grid keys, ``n_ok``, ``n_failed``, then ``<metric>_mean``/``_std``.
+        """
+        frame = self.frame()
+        if frame.empty:
+            return pd.DataFrame()
+        keys = self.grid_keys
+        metrics = [m for m in (metrics or self.metric_names()) if m in frame.columns]
+        ok = frame[frame["status"] == "ok"]
+        group = (lambda f: f.groupby(keys, sort=False, dropna=False)) if keys else \
+            (lambda f: f.assign(_all=0).groupby("_all"))
+        out = group(frame).size().rename("n_trials").to_frame()
+        out["n_ok"] = group(ok).size()
+        out["n_ok"] = out["n_ok"].fillna(0).astype(int)
+        out["n_failed"] = out["n_trials"] - out["n_ok"]
+        if metrics and not ok.empty:
+            stats = group(ok)[metrics].agg(["mean", "std"])
+            stats.columns = [f"{m}_{s}" for m, s in stats.columns]
+            out = out.join(stats)
+        out = out.reset_index()
+        return out.drop(columns=["_all"], errors="ignore")
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, sort_keys=True)
+    return v
+
+
+def load_results(directory: str | Path) -> Results:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TrustlabError(f"results directory not found: {directory}")
+    with Store(directory) as store:
+        return Results(directory, store.meta(), store.runs(), store.trials())
+
+
+def fmt_mean_std(mean: float, std: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.4g}"
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def summary_metrics(results: Results) -> list[str]:
+    """The kind's headline metrics that are present, else every non-group metric (max 8)."""
+    from trustlab.experiments.kinds import get_kind
+
+    names = results.metric_names()
+    try:
+        wanted = get_kind(results.kind).summary_metrics
+    except TrustlabError:
+        wanted = None
+    if wanted:
+        chosen = [m for m in wanted if m in names]
+        if chosen:
+            return chosen
+    return [m for m in names if "." not in m][:8]
+
+
+def summary_table(results: Results, title: str | None = None):
+    """A rich table: one row per grid point, mean ± std over seeds."""
+    from rich.table import Table
+
+    metrics = summary_metrics(results)
+    summary = results.summary(metrics)
+    table = Table(title=title or f"{results.name}: mean ± std over seeds", show_lines=False)
+    keys = results.grid_keys
+    for key in keys:
+        table.add_column(key, style="cyan")
+    table.add_column("ok/n", justify="right")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for _, row in summary.iterrows():
+        cells = [str(row[k]) for k in keys] + [f"{row['n_ok']}/{row['n_trials']}"]
+        cells += [fmt_mean_std(row.get(f"{m}_mean"), row.get(f"{m}_std")) for m in metrics]
+        table.add_row(*cells)
+    return table
+
+
+def table_console(file=None):
+    """A rich console for tables: the terminal's width, or 200 columns in a log file."""
+    from rich.console import Console
+
+    console = Console(file=file)
+    if not console.is_terminal:
+        console = Console(file=file, width=max(console.width, 200))
+    return console
+
+
+def to_json(results: Results) -> str:
+    """``[{"trial_id", "status", "params", "metrics"}, ...]`` (failed trials add ``error``)."""
+    out = []
+    for t in results.trials:
+        item = {"trial_id": t["trial_id"], "status": t["status"], "params": t["params"],
+                "metrics": t["metrics"]}
+        if t["status"] != "ok":
+            item["error"] = t["error"]
+        out.append(item)
+    return json.dumps(_finite(out), indent=2, allow_nan=False)
+
+
+def to_csv(results: Results) -> str:
+    """One row per trial: id, status, every param (dotted key), every metric, error."""
+    rows = []
+    for t in results.trials:
+        row = {"trial_id": t["trial_id"], "status": t["status"]}
+        row.update({k: _hashable(v) for k, v in t["params"].items()})
+        row.update(t["metrics"])
+        row["error"] = t["error"] or ""
+        rows.append(row)
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False)
+    return buf.getvalue()

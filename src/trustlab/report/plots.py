@@ -1,0 +1,78 @@
+"""Matplotlib (Agg) figures for the report, embedded as base64 PNGs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report is written on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def png_img(fig, alt: str) -> str:
+    """An ``<img>`` tag holding the figure as a base64 PNG (the figure is closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (f'<img class="plot" alt="{html.escape(alt)}" '
+            f'src="data:image/png;base64,{data}">')
+
+
+def point_label(row: pd.Series, keys: list[str]) -> str:
+    # The last part of each dotted key is enough on a plot (model.name -> name=...).
+    if not keys:
+        return "all"
+    if len(keys) == 1:
+        return str(row[keys[0]])
+    return ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys)
+
+
+def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str,
+                           xlabel: str, ylabel: str, title: str):
+    """One point per grid point at the seed mean, error bars = std over seeds."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    cmap = plt.get_cmap("tab10")
+    for i, (_, row) in enumerate(points.iterrows()):
+        xerr = row[f"{x}_std"]
+        yerr = row[f"{y}_std"]
+        ax.errorbar(row[f"{x}_mean"], row[f"{y}_mean"],
+                    xerr=None if _nan(xerr) else xerr, yerr=None if _nan(yerr) else yerr,
+                    fmt="o", ms=8, capsize=4, color=cmap(i % 10),
+                    label=f"{point_label(row, keys)} (n={int(row['n'])})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best", framealpha=0.8)
+    ax.annotate("better: up and left", xy=(0.01, 0.01), xycoords="axes fraction",
+                fontsize=8, color="gray")
+    return fig
+
+
+def grouped_bars(values: pd.DataFrame, errors: pd.DataFrame | None, ylabel: str, title: str):
+    """Bars per row of ``values`` (a grid point), one colour per column (a group)."""
+    n_rows, n_cols = values.shape
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * n_rows + 3), 4.2))
+    width = 0.8 / max(1, n_cols)
+    xs = np.arange(n_rows)
+    for j, col in enumerate(values.columns):
+        err = None if errors is None else errors[col].fillna(0).to_numpy()
+        ax.bar(xs + j * width - 0.4 + width / 2, values[col].to_numpy(), width,
+               yerr=err, capsize=3, label=str(col))
+    ax.set_xticks(xs, [str(i) for i in values.index], rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, title="group")
+    return fig
+
+
+def _nan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))

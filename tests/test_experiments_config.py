@@ -1,0 +1,138 @@
+"""Experiment files: validation, --set overrides, grid expansion, trial ids, bad input."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from trustlab.cli import main
+from trustlab.errors import TrustlabError
+from trustlab.experiments.config import build_experiment, load_experiment, trial_id
+
+BASE = """
+name: income-fairness
+kind: tabular
+dataset: {name: adult, sensitive: sex, privileged: Male}
+model: {name: logistic_regression}
+mitigation: {name: none}
+seeds: [0, 1, 2]
+grid:
+  model.name: [logistic_regression, xgboost]
+"""
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_grid_times_seeds_with_stable_unique_ids(tmp_path):
+    exp = load_experiment(write(tmp_path, BASE))
+    assert exp.name == "income-fairness" and exp.kind == "tabular"
+    assert len(exp.trials) == 2 * 3
+    assert len({t.trial_id for t in exp.trials}) == 6
+    assert [(t.config["model"]["name"], t.seed) for t in exp.trials] == [
+        (m, s) for m in ("logistic_regression", "xgboost") for s in (0, 1, 2)]
+    # defaults are resolved into the config (so they are part of the id)
+    t0 = exp.trials[0]
+    assert t0.config["dataset"]["use_sensitive_as_feature"] is False
+    assert t0.params["model.name"] == "logistic_regression" and t0.params["seed"] == 0
+    # the id is a hash of (kind, resolved config, seed): recomputable and stable across loads
+    assert t0.trial_id == trial_id("tabular", t0.config, 0)
+    again = load_experiment(write(tmp_path, BASE, "again.yaml"))
+    assert [t.trial_id for t in again.trials] == [t.trial_id for t in exp.trials]
+    # key order in the YAML does not matter
+    reordered = BASE.replace("dataset: {name: adult, sensitive: sex, privileged: Male}",
+                             "dataset: {privileged: Male, sensitive: sex, name: adult}")
+    assert [t.trial_id for t in load_experiment(write(tmp_path, reordered, "r.yaml")).trials] \
+        == [t.trial_id for t in exp.trials]
+
+
+def test_set_overrides_hydra_style(tmp_path):
+    path = write(tmp_path, BASE)
+    exp = load_experiment(path, ["dataset.name=compas", "dataset.privileged=Caucasian",
+                                 "dataset.sensitive=race_binary", "seeds=[0]",
+                                 "model.params.C=1e-3"])
+    assert len(exp.trials) == 2
+    cfg = exp.trials[0].config
+    assert cfg["dataset"]["name"] == "compas"
+    assert cfg["model"]["params"] == {"C": 0.001}  # YAML 1.2 float, not the string "1e-3"
+    # overriding a gridded key pins it; grid.<key>= replaces an axis
+    pinned = load_experiment(path, ["model.name=xgboost"])
+    assert {t.config["model"]["name"] for t in pinned.trials} == {"xgboost"}
+    assert len(pinned.trials) == 3
+    axis = load_experiment(path, ["grid.model.name=[random_forest]", "seeds=[5]"])
+    assert [(t.config["model"]["name"], t.seed) for t in axis.trials] == [("random_forest", 5)]
+
+
+@pytest.mark.parametrize("text, overrides, needle", [
+    (BASE + "colour: red\n", [], "unknown key 'colour'"),
+    (BASE.replace("model: {name: logistic_regression}",
+                  "model: {name: logistic_regression, nme: x}"), [], "unknown key 'model.nme'"),
+    (BASE.replace("seeds: [0, 1, 2]", "seeds: zero"), [], "seeds"),
+    (BASE.replace("dataset: {name: adult,", "dataset: {subsample: lots, name: adult,"), [],
+     "dataset.subsample"),
+    (BASE.replace("[logistic_regression, xgboost]", "[logistic_regression, nope]"), [],
+     "unknown model 'nope'"),
+    (BASE.replace("name: adult", "name: nosuchdata"), [], "unknown dataset 'nosuchdata'"),
+    (BASE.replace("sensitive: sex", "sensitive: shoe_size"), [], "shoe_size"),
+    (BASE.replace("mitigation: {name: none}", "mitigation: {name: magic}"), [],
+     "unknown mitigation 'magic'"),
+    (BASE.replace("[logistic_regression, xgboost]", "[]"), [], "grid.model.name: empty list"),
+    (BASE.replace("[logistic_regression, xgboost]", "xgboost"), [], "must be a list"),
+    (BASE.replace("kind: tabular", "kind: quantum"), [], "unknown trial kind 'quantum'"),
+    (BASE.replace("model: {name: logistic_regression}",
+                  "model: {name: logistic_regression, params: {bogus: 1}}"), [], "bogus"),
+    (BASE, ["seeds"], "bad --set 'seeds'"),
+    (BASE, ["=3"], "bad --set"),
+    (BASE, ["seeds=[0, 1"], "--set seeds: invalid YAML"),
+    (BASE, ["dataset.name.x=1"], "is not a mapping"),
+    (BASE, ["grid.seed=[1, 2]"], "cannot sweep an engine key"),
+    (BASE.replace("name: income-fairness", "name: ../escape"), [], "name"),
+    ("name: x\nkind: tabular\ndataset: [1, 2\n", [], "invalid YAML"),
+])
+def test_bad_experiment_one_line_nonzero_nothing_written(tmp_path, capsys, text, overrides,
+                                                         needle):
+    path = write(tmp_path, text)
+    with pytest.raises(TrustlabError, match=None) as info:
+        load_experiment(path, overrides)
+    assert needle in str(info.value)
+    out = tmp_path / "out"
+    args = ["run", str(path), "--out", str(out)]
+    for o in overrides:
+        args += ["--set", o]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("trustlab: error: ") and needle in lines[0]
+    assert "Traceback" not in err
+    assert not out.exists()  # nothing written to the store
+
+
+def test_missing_file_and_bad_executor(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "absent.yaml")]) == 2
+    assert "experiment file not found" in capsys.readouterr().err
+    path = write(tmp_path, BASE)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--executor", "spark"]) == 2
+    assert "unknown executor 'spark'" in capsys.readouterr().err
+    assert main(["run", str(path), "--out", str(out), "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_generic_kind_and_duplicate_grid_points_collapse():
+    exp = build_experiment({
+        "name": "g", "kind": "test_experiments_helpers:value", "seeds": [0, 1],
+        "params": {"a": 1},
+        "grid": {"params.a": [1, 2, 1]},  # 1 twice: the same trials, kept once
+    })
+    assert len(exp.trials) == 4
+    assert [t.point for t in exp.trials[::2]] == [{"params.a": 1}, {"params.a": 2}]
+    with pytest.raises(TrustlabError, match="unknown key 'extra'"):
+        build_experiment({"name": "g", "kind": "test_experiments_helpers:value", "extra": 1})
+    with pytest.raises(TrustlabError, match="cannot import"):
+        build_experiment({"name": "g", "kind": "no_such_module_xyz:fn"})

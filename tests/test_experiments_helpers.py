@@ -1,0 +1,49 @@
+"""Test-only trial kinds (no tests here), used as ``kind: test_experiments_helpers:<fn>``.
+
+They are tiny and fast so the engine's tests (resume after SIGKILL, failures, crashes,
+determinism across executors) do not depend on training real models. Every value they
+return is a deterministic function of the seed and params, so an independent oracle in
+the test can recompute it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+LOG_ENV = "TRUSTLAB_TEST_TRIAL_LOG"
+
+
+def expected_metrics(a: float, seed: int) -> dict[str, float]:
+    """The oracle: what :func:`value` must return for ``params.a`` and ``seed``."""
+    rng = np.random.RandomState(seed)  # the engine seeds numpy's global RNG with the seed
+    draw = float(rng.rand())
+    return {"accuracy": 0.5 + 0.1 * a + 0.01 * draw,
+            "demographic_parity_difference": 0.05 * a + 0.001 * draw,
+            "draw": draw}
+
+
+def value(cfg, seed, ctx):
+    """Metrics from numpy's *global* RNG (checks the engine seeded it) and ``params.a``.
+
+    ``params.sleep`` sleeps, ``params.fail_when_a`` raises, ``params.crash_when_a`` kills
+    the worker process; each execution appends the trial id to ``$TRUSTLAB_TEST_TRIAL_LOG``.
+    """
+    p = cfg.params
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a") as fh:
+            fh.write(ctx.trial_id + "\n")
+    a = float(p.get("a", 0))
+    if p.get("sleep"):
+        time.sleep(float(p["sleep"]))
+    if "fail_when_a" in p and a == float(p["fail_when_a"]):
+        raise ValueError(f"planned failure for a={a:g}")
+    if "crash_when_a" in p and a == float(p["crash_when_a"]):
+        os._exit(3)  # like a segfault or the OOM killer: no exception, the process is gone
+    draw = float(np.random.rand())
+    return {"accuracy": 0.5 + 0.1 * a + 0.01 * draw,
+            "demographic_parity_difference": 0.05 * a + 0.001 * draw,
+            "draw": draw}
