@@ -25,6 +25,9 @@ def test_adult_official_split():
 
 def test_compas_and_german_sizes_and_seeded_split():
     compas = load_dataset("compas")
+    # label 1 is the favorable outcome (no recidivism): 3,251 of 7,214 reoffended
+    assert compas.class_names == ["recid", "no_recid"]
+    assert int((compas.y == 0).sum()) == 3251
     assert compas.n_rows == 7214 and set(compas.groups["race_binary"]) == {
         "Caucasian", "Non-Caucasian"}
     german = load_dataset("german", seed=3)

@@ -83,6 +83,7 @@ def test_privileged_contrast_hand_computed(adult_predictions):
     d = audit(df["label"], p, df["sex"], privileged="Male").disparities
     assert d["statistical_parity_difference"] == pytest.approx(sel_f - sel_m, abs=TOL)
     assert d["disparate_impact"] == pytest.approx(sel_f / sel_m, abs=TOL)
+    assert d["zemel_metric"] == pytest.approx(sel_m - sel_f, abs=TOL)  # seed 002's definition
     # With intersections, the contrast is still taken on the binary column's marginal.
     d2 = audit(df["label"], p, df[["sex", "race"]], privileged="Male").disparities
     assert d2["statistical_parity_difference"] == pytest.approx(sel_f - sel_m, abs=TOL)

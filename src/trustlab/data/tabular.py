@@ -101,7 +101,9 @@ COMPAS_FEATURES = ["sex", "age", "age_cat", "race", "juv_fel_count", "juv_misd_c
 
 def load_compas(data_dir: Path | None = None, seed: int = 0,
                 test_size: float = 0.3) -> Dataset:
-    """ProPublica two-year recidivism, all 7,214 rows; label 1 = reoffended within 2 years.
+    """ProPublica two-year recidivism, all 7,214 rows; label 1 = did NOT reoffend within
+    two years (the favorable outcome, as AIF360 treats it), so that in every fairness
+    dataset here label 1 is the outcome a person wants and selection rate means P(favorable).
 
     The COMPAS score itself (``decile_score``) is not a feature: the task is to predict
     recidivism from the defendant's record, as in the fairness literature.
@@ -110,7 +112,7 @@ def load_compas(data_dir: Path | None = None, seed: int = 0,
     path = sources.fetch(FILES["compas"], data_dir)
     raw = pd.read_csv(path)
     X = raw[COMPAS_FEATURES].copy()
-    y = raw["two_year_recid"].to_numpy(dtype=np.int64)
+    y = 1 - raw["two_year_recid"].to_numpy(dtype=np.int64)
     groups = pd.DataFrame({
         "race": raw["race"].to_numpy(),
         "race_binary": np.where(raw["race"] == "Caucasian", "Caucasian", "Non-Caucasian"),
@@ -120,7 +122,7 @@ def load_compas(data_dir: Path | None = None, seed: int = 0,
     tr, te = _seeded_split(y, seed, test_size)
     return Dataset(
         name="compas", X=X, y=y, groups=groups, train_idx=tr, test_idx=te,
-        class_names=["no_recid", "recid"], source=str(path),
+        class_names=["recid", "no_recid"], source=str(path),
         meta={"sensitive_features": {"race": ["race"], "race_binary": ["race"],
                                      "sex": ["sex"], "age": ["age", "age_cat"]},
               "split": f"seeded stratified {1 - test_size:.0%}/{test_size:.0%}"},

@@ -35,11 +35,30 @@ class Results:
 
     @property
     def grid_keys(self) -> list[str]:
-        keys = list(self.meta.get("grid_keys", []))
-        # Keys that vary across trials even without a grid axis (e.g. a --set between runs).
-        varying = [k for k in self._param_keys() if k not in keys and k != "seed"
-                   and len({_hashable(t["params"].get(k)) for t in self.trials}) > 1]
-        return keys + varying
+        """The parameter columns that tell grid points apart.
+
+        A grid axis over a whole block (``mitigation: [{name: none}, {name: massaging,
+        params: {...}}]``) is shown as the leaves under it that vary; keys that vary across
+        trials without a grid axis (e.g. a --set between runs) are added too.
+        """
+        params = self._param_keys()
+
+        def informative(k: str) -> bool:
+            values = {_hashable(t["params"].get(k)) for t in self.trials}
+            return any(v not in (None, "{}", "[]") for v in values) and len(values) > 1
+
+        keys: list[str] = []
+        for k in self.meta.get("grid_keys", []):
+            leaves = [p for p in params if p.startswith(k + ".")]
+            if leaves:
+                keys.extend(p for p in leaves if informative(p) and p not in keys)
+            elif k not in keys:
+                keys.append(k)
+        covered = set(keys)
+        keys.extend(k for k in params if k not in covered and k != "seed"
+                    and not any(k.startswith(c + ".") or c.startswith(k + ".")
+                                for c in covered) and informative(k))
+        return keys
 
     def _param_keys(self) -> list[str]:
         keys: dict[str, None] = {}

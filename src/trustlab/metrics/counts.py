@@ -104,10 +104,12 @@ def disparities(by_group: dict[str, np.ndarray], binary: bool) -> dict[str, np.n
 
 
 def privileged_contrast(sel_unpriv: np.ndarray, sel_priv: np.ndarray) -> dict[str, np.ndarray]:
-    """Statistical parity difference (unprivileged - privileged) and disparate impact (ratio).
+    """Statistical parity difference (unprivileged - privileged), disparate impact (their
+    ratio) and the seed notebook's Zemel metric (privileged - unprivileged, i.e. -SPD).
 
     Disparate impact is NaN when the privileged group is never selected (undefined ratio).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         di = np.where(sel_priv > 0, sel_unpriv / np.where(sel_priv > 0, sel_priv, 1), np.nan)
-    return {"statistical_parity_difference": sel_unpriv - sel_priv, "disparate_impact": di}
+    return {"statistical_parity_difference": sel_unpriv - sel_priv, "disparate_impact": di,
+            "zemel_metric": sel_priv - sel_unpriv}

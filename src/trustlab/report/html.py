@@ -75,7 +75,8 @@ def scatter_section(results: Results, ctx: ReportContext) -> Section | None:
     fig = scatter_with_errorbars(points, keys, "x", "y", f"{xlabel} (lower is fairer)", y,
                                  f"{results.name}: {y} vs {xlabel}")
     note = ("<p>One point per grid point at the mean over seeds; error bars are the "
-            "standard deviation over seeds (none with a single seed).</p>")
+            "standard deviation over seeds (none with a single seed). The dashed line is "
+            "the Pareto front: the grid points no other point beats on both axes.</p>")
     return Section(f"Accuracy vs fairness ({y} vs {xlabel})", note + png_img(fig, "scatter"))
 
 

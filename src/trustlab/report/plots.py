@@ -31,26 +31,55 @@ def point_label(row: pd.Series, keys: list[str]) -> str:
         return "all"
     if len(keys) == 1:
         return str(row[keys[0]])
-    return ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys)
+    shown = [k for k in keys if not _nan(row[k])]  # a param only some grid points set
+    if len(shown) == 1 and shown[0].endswith(".name"):
+        return str(row[shown[0]])
+    return ", ".join(f"{k.split('.')[-1]}={row[k]}" if not k.endswith(".name") else
+                     str(row[k]) for k in shown)
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both axes (lower x, higher y),
+    ordered by x. Hand-written: a sort and a running maximum, no library needed."""
+    order = np.lexsort((-y, x))  # by x, best y first among equal x
+    front, best_y = [], -np.inf
+    for i in order:
+        if y[i] > best_y:
+            front.append(i)
+            best_y = y[i]
+    return np.asarray(front, dtype=int)
 
 
 def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str,
                            xlabel: str, ylabel: str, title: str):
-    """One point per grid point at the seed mean, error bars = std over seeds."""
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    cmap = plt.get_cmap("tab10")
+    """One point per grid point at the seed mean, error bars = std over seeds, and the
+    Pareto front (the best accuracy reachable at each level of disparity) drawn through
+    the non-dominated points."""
+    fig, ax = plt.subplots(figsize=(8.5, 5.6))
+    cmap = plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
+    xs = points[f"{x}_mean"].to_numpy(dtype=float)
+    ys = points[f"{y}_mean"].to_numpy(dtype=float)
     for i, (_, row) in enumerate(points.iterrows()):
         xerr = row[f"{x}_std"]
         yerr = row[f"{y}_std"]
-        ax.errorbar(row[f"{x}_mean"], row[f"{y}_mean"],
+        label = point_label(row, keys)
+        ax.errorbar(xs[i], ys[i],
                     xerr=None if _nan(xerr) else xerr, yerr=None if _nan(yerr) else yerr,
-                    fmt="o", ms=8, capsize=4, color=cmap(i % 10),
-                    label=f"{point_label(row, keys)} (n={int(row['n'])})")
+                    fmt="o", ms=8, capsize=4, color=cmap(i % cmap.N),
+                    label=f"{label} (n={int(row['n'])})")
+        if len(points) > 1:
+            ax.annotate(label, (xs[i], ys[i]), xytext=(5, 4), textcoords="offset points",
+                        fontsize=7, color=cmap(i % cmap.N))
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    if finite.sum() >= 2:
+        idx = np.flatnonzero(finite)[pareto_front(xs[finite], ys[finite])]
+        ax.plot(xs[idx], ys[idx], "--", color="black", lw=1, alpha=0.6, zorder=0,
+                label="Pareto front", drawstyle="steps-post")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best", framealpha=0.8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.8)
     ax.annotate("better: up and left", xy=(0.01, 0.01), xycoords="axes fraction",
                 fontsize=8, color="gray")
     return fig

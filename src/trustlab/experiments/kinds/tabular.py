@@ -83,6 +83,21 @@ def validate(cfg: TabularConfig) -> None:
     make_mitigation(cfg.mitigation.name, cfg.mitigation.params, seed=0)
 
 
+def _mitigation_params(cfg: TabularConfig) -> dict[str, Any]:
+    """The mitigation's params, plus ``dataset.privileged`` for methods that take it
+    (massaging decides whom to promote from it) unless the params set it already."""
+    import inspect
+
+    from trustlab.mitigations import MITIGATIONS
+
+    params = dict(cfg.mitigation.params)
+    cls = MITIGATIONS.get(cfg.mitigation.name)
+    if (cls is not None and cfg.dataset.privileged is not None and "privileged" not in params
+            and "privileged" in inspect.signature(cls.__init__).parameters):
+        params["privileged"] = cfg.dataset.privileged
+    return params
+
+
 @lru_cache(maxsize=4)
 def _load(name: str, seed: int, options_json: str):
     # Cached per worker process: a sweep over models reuses the loaded table.
@@ -121,7 +136,7 @@ def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
                             f"{d.subsample!r} is too small)")
 
     estimator = make_model(cfg.model.name, cfg.model.params, seed=seed)
-    mit = make_mitigation(cfg.mitigation.name, cfg.mitigation.params, seed=seed)
+    mit = make_mitigation(cfg.mitigation.name, _mitigation_params(cfg), seed=seed)
     t0 = time.perf_counter()
     mit.fit(estimator, Xtr, y_train, s_train)
     train_time = time.perf_counter() - t0
