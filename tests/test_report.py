@@ -62,6 +62,10 @@ def test_report_is_self_contained_with_plots_table_metadata(run_dir, capsys):
     for _, row in summary.iterrows():
         assert html.escape(fmt_mean_std(row["accuracy_mean"], row["accuracy_std"])) in page
     assert "scikit-learn" in page and "Run metadata" in page and "report-test" in page
+    # every embedded plot is also exported as a PNG file, byte for byte
+    exported = sorted((run_dir / "figures").glob("*.png"))
+    assert [p.read_bytes() for p in exported] == pngs
+    assert exported[0].name.startswith("01-accuracy-vs-")
 
 
 def test_report_x_metric_option_and_errors(run_dir, capsys, tmp_path):

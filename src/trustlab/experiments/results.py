@@ -35,29 +35,41 @@ class Results:
 
     @property
     def grid_keys(self) -> list[str]:
-        """The parameter columns that tell grid points apart.
+        """The parameter columns that tell grid points apart, as few as suffice.
 
         A grid axis over a whole block (``mitigation: [{name: none}, {name: massaging,
-        params: {...}}]``) is shown as the leaves under it that vary; keys that vary across
-        trials without a grid axis (e.g. a --set between runs) are added too.
+        params: {...}}]``) is shown as the leaves under it: the ``.name`` leaves and those
+        that take several values, plus any other leaf still needed to keep two grid points
+        apart. Keys that vary across trials without a grid axis (e.g. a --set between
+        runs) are added too.
         """
         params = self._param_keys()
 
-        def informative(k: str) -> bool:
-            values = {_hashable(t["params"].get(k)) for t in self.trials}
-            return any(v not in (None, "{}", "[]") for v in values) and len(values) > 1
+        def values(k: str) -> set:
+            return {_hashable(t["params"].get(k)) for t in self.trials}
+
+        def present(k: str) -> set:
+            return {v for v in values(k) if v not in (None, "{}", "[]")}
+
+        def distinct(ks: list[str]) -> int:
+            return len({tuple(_hashable(t["params"].get(k)) for k in ks) for t in self.trials})
 
         keys: list[str] = []
         for k in self.meta.get("grid_keys", []):
-            leaves = [p for p in params if p.startswith(k + ".")]
-            if leaves:
-                keys.extend(p for p in leaves if informative(p) and p not in keys)
-            elif k not in keys:
-                keys.append(k)
-        covered = set(keys)
+            leaves = [p for p in params if p.startswith(k + ".") and present(p)]
+            if not leaves:
+                if k not in keys:
+                    keys.append(k)
+                continue
+            shown = [p for p in leaves if p.endswith(".name") or len(present(p)) > 1]
+            for p in leaves:  # add what is needed to keep every grid point apart
+                if distinct(shown) < distinct(leaves) and p not in shown:
+                    shown.append(p)
+            keys.extend(p for p in leaves if p in shown and p not in keys)
+        covered = set(keys) | set(self.meta.get("grid_keys", []))
         keys.extend(k for k in params if k not in covered and k != "seed"
                     and not any(k.startswith(c + ".") or c.startswith(k + ".")
-                                for c in covered) and informative(k))
+                                for c in covered) and len(values(k)) > 1 and present(k))
         return keys
 
     def _param_keys(self) -> list[str]:
@@ -137,7 +149,9 @@ def fmt_mean_std(mean: float, std: float) -> str:
 
 
 def summary_metrics(results: Results) -> list[str]:
-    """The kind's headline metrics that are present, else every non-group metric (max 8)."""
+    """The kind's headline metrics that are present, else every non-group metric (max 8).
+
+    An entry ``"a|b"`` stands for the first of ``a``, ``b`` that the results have."""
     from trustlab.experiments.kinds import get_kind
 
     names = results.metric_names()
@@ -146,7 +160,11 @@ def summary_metrics(results: Results) -> list[str]:
     except TrustlabError:
         wanted = None
     if wanted:
-        chosen = [m for m in wanted if m in names]
+        chosen = []
+        for entry in wanted:
+            found = next((m for m in entry.split("|") if m in names), None)
+            if found:
+                chosen.append(found)
         if chosen:
             return chosen
     return [m for m in names if "." not in m][:8]
@@ -166,10 +184,17 @@ def summary_table(results: Results, title: str | None = None):
     for m in metrics:
         table.add_column(m, justify="right")
     for _, row in summary.iterrows():
-        cells = [str(row[k]) for k in keys] + [f"{row['n_ok']}/{row['n_trials']}"]
+        cells = [_cell(row[k]) for k in keys] + [f"{row['n_ok']}/{row['n_trials']}"]
         cells += [fmt_mean_std(row.get(f"{m}_mean"), row.get(f"{m}_std")) for m in metrics]
         table.add_row(*cells)
     return table
+
+
+def _cell(value: Any) -> str:
+    """A grid-key cell: blank where a grid point does not set that parameter."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return str(value)
 
 
 def table_console(file=None):

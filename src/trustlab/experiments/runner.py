@@ -113,8 +113,18 @@ def _write_artifacts(out_dir: Path, result: TrialResult) -> None:
         tmp.replace(d / safe)
 
 
+def _flat_items(key: str, value):
+    # A grid axis over a whole block shows as its leaves: mitigation.name=massaging
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _flat_items(f"{key}.{k}", v)
+    elif not (isinstance(value, dict) and not value):
+        yield key, value
+
+
 def _label(trial: Trial) -> str:
-    point = ", ".join(f"{k}={v}" for k, v in trial.point.items())
+    point = ", ".join(f"{k}={v}" for key, value in trial.point.items()
+                      for k, v in _flat_items(key, value))
     return f"{point + ' ' if point else ''}seed={trial.seed}"
 
 

@@ -77,7 +77,7 @@ def scatter_section(results: Results, ctx: ReportContext) -> Section | None:
     note = ("<p>One point per grid point at the mean over seeds; error bars are the "
             "standard deviation over seeds (none with a single seed). The dashed line is "
             "the Pareto front: the grid points no other point beats on both axes.</p>")
-    return Section(f"Accuracy vs fairness ({y} vs {xlabel})", note + png_img(fig, "scatter"))
+    return Section(f"Accuracy vs fairness ({y} vs {xlabel})", note + png_img(fig, f"{y} vs {xlabel}"))
 
 
 def comparison_section(results: Results, ctx: ReportContext) -> Section | None:
@@ -185,7 +185,23 @@ def write_report(directory: str | Path, *, x_metric: str | None = None) -> Path:
                         absolute_x=cfg.get("absolute_x", True))
     out = directory / "report.html"
     tmp = directory / ".report.html.tmp"
-    tmp.write_text(build_html(results, ctx), encoding="utf-8")
+    page = build_html(results, ctx)
+    tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
+    _export_figures(page, directory / "figures")
     return out
+
+
+def _export_figures(page: str, folder: Path) -> None:
+    """Every embedded plot also as a PNG file (for papers and READMEs), named by its alt."""
+    import base64
+    import re
+
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    pattern = re.compile(r'<img class="plot" alt="([^"]*)" src="data:image/png;base64,([^"]+)"')
+    for i, (alt, data) in enumerate(pattern.findall(page), start=1):
+        slug = re.sub(r"[^a-z0-9]+", "-", alt.lower()).strip("-") or "plot"
+        (folder / f"{i:02d}-{slug}.png").write_bytes(base64.b64decode(data))
 
