@@ -184,13 +184,13 @@ def summary_table(results: Results, title: str | None = None):
     for m in metrics:
         table.add_column(m, justify="right")
     for _, row in summary.iterrows():
-        cells = [_cell(row[k]) for k in keys] + [f"{row['n_ok']}/{row['n_trials']}"]
+        cells = [fmt_cell(row[k]) for k in keys] + [f"{int(row['n_ok'])}/{int(row['n_trials'])}"]
         cells += [fmt_mean_std(row.get(f"{m}_mean"), row.get(f"{m}_std")) for m in metrics]
         table.add_row(*cells)
     return table
 
 
-def _cell(value: Any) -> str:
+def fmt_cell(value: Any) -> str:
     """A grid-key cell: blank where a grid point does not set that parameter."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from trustlab.errors import TrustlabError
-from trustlab.experiments.results import Results, fmt_mean_std, load_results, summary_metrics
+from trustlab.experiments.results import (Results, fmt_cell, fmt_mean_std, load_results,
+                                          summary_metrics)
 from trustlab.report import SECTIONS, ReportContext, Section
 
 CSS = """
@@ -91,7 +92,7 @@ def comparison_section(results: Results, ctx: ReportContext) -> Section | None:
     keys = results.grid_keys
     rows = []
     for _, r in summary.iterrows():
-        rows.append([r[k] for k in keys] + [f"{r['n_ok']}/{r['n_trials']}"]
+        rows.append([fmt_cell(r[k]) for k in keys] + [f"{int(r['n_ok'])}/{int(r['n_trials'])}"]
                     + [fmt_mean_std(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in metrics])
     return Section("Comparison (mean ± std over seeds)",
                    _table(keys + ["ok/n"] + metrics, rows, key_cols=len(keys)))

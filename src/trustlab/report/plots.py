@@ -79,6 +79,7 @@ def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
+    ax.margins(x=0.12, y=0.08)  # room for the point labels
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.8)
     ax.annotate("better: up and left", xy=(0.01, 0.01), xycoords="axes fraction",
                 fontsize=8, color="gray")
