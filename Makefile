@@ -27,6 +27,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_sweep.py
+	$(BIN)/python bench/reference_income_fairness.py
 
 clean:
 	rm -rf $(VENV)
