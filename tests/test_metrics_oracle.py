@@ -9,6 +9,7 @@ from fairlearn import metrics as flm
 from sklearn import metrics as skm
 
 from trustlab import audit
+from trustlab.errors import TrustlabError
 
 TOL = 1e-9
 
@@ -84,9 +85,9 @@ def test_privileged_contrast_hand_computed(adult_predictions):
     assert d["statistical_parity_difference"] == pytest.approx(sel_f - sel_m, abs=TOL)
     assert d["disparate_impact"] == pytest.approx(sel_f / sel_m, abs=TOL)
     assert d["zemel_metric"] == pytest.approx(sel_m - sel_f, abs=TOL)  # seed 002's definition
-    # With intersections, the contrast is still taken on the binary column's marginal.
-    d2 = audit(df["label"], p, df[["sex", "race"]], privileged="Male").disparities
-    assert d2["statistical_parity_difference"] == pytest.approx(sel_f - sel_m, abs=TOL)
+    # An intersection is not a binary group: the contrast would be ambiguous.
+    with pytest.raises(TrustlabError, match="exactly one binary group column"):
+        audit(df["label"], p, df[["sex", "race"]], privileged="Male")
 
 
 def test_multiclass_matches_sklearn(rng):
@@ -175,3 +176,32 @@ def test_to_dict_shape_and_flat_names(adult_predictions):
                  "equalized_odds_difference", "group.Female.selection_rate", "group.Male.tpr"):
         assert name in flat
     assert flat["group.Female.count"] + flat["group.Male.count"] == len(df)
+
+
+def test_macro_f1_ignores_classes_no_row_has():
+    # all labels and predictions 1: scikit-learn averages over the labels it sees
+    y = np.ones(20, dtype=int)
+    r = audit(y, y, np.array(["a", "b"] * 10))
+    assert r.overall["macro_f1"] == pytest.approx(skm.f1_score(y, y, average="macro"))
+    assert r.overall["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, y))
+    # a model that predicts the other class everywhere is a valid 0/1 audit, not an error
+    r = audit(y, 1 - y, np.array(["a", "b"] * 10))
+    assert r.overall["accuracy"] == 0.0
+    assert r.overall["macro_f1"] == pytest.approx(skm.f1_score(y, 1 - y, average="macro"))
+
+
+@pytest.mark.parametrize("y, p, groups, needle", [
+    (["yes", "no"], [0, 1], ["a", "b"], "no predicted value occurs among the labels"),
+    ([5, 7], [0, 1], ["a", "b"], "no predicted value occurs among the labels"),
+    ([0, 1], [0, 1], {"a": ["x|y", "x"], "b": ["z", "y|z"]}, "'|' joins"),
+    ([0, 1], [0, 1], pd.DataFrame([["a", "a"], ["b", "b"]], columns=["g", "g"]), "more than once"),
+])
+def test_inconsistent_inputs_are_errors(y, p, groups, needle):
+    with pytest.raises(TrustlabError, match=needle):
+        audit(np.array(y), np.array(p), groups)
+
+
+def test_non_numeric_scores_are_an_error():
+    with pytest.raises(TrustlabError, match="scores must be numbers"):
+        audit(np.array([0, 1]), np.array([0, 1]), np.array(["a", "b"]),
+              y_score=np.array(["high", "low"], dtype=object))

@@ -28,7 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     from trustlab.errors import TrustlabError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode typer *returns* an exit code for some exits (Ctrl-C
+        # becomes 130) instead of raising, so the return value matters.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            if code == 130:
+                print("trustlab: interrupted", file=sys.stderr)
+            return code
     except TrustlabError as exc:
         print(f"trustlab: error: {exc}", file=sys.stderr)
         return 2
@@ -44,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trustlab: error: {exc.format_message()}", file=sys.stderr)
             return int(exc.exit_code) or 2
         if type(exc).__name__ == "Abort":
+            print("trustlab: interrupted", file=sys.stderr)
             return 130
         raise
     return 0

@@ -41,6 +41,9 @@ def audit_command(
         print_audit(result, Console())
 
 
+MAX_GROUP_ROWS = 50  # a terminal table of 50,000 groups helps nobody; --json has them all
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return "n/a" if value != value else f"{value:.4f}"
@@ -57,13 +60,18 @@ def print_audit(result: AuditResult, console: Console) -> None:
             overall.add_row(name, _fmt(value))
     console.print(overall)
 
-    by_group = Table(title=f"By group ({' | '.join(result.group_columns)})")
+    groups = d["by_group"]
+    shown = sorted(groups, key=lambda k: -groups[k]["count"])[:MAX_GROUP_ROWS]
+    hidden = len(groups) - len(shown)
+    caption = (f"the {len(shown)} largest of {len(groups):,} groups; --json lists all"
+               if hidden else None)
+    by_group = Table(title=f"By group ({' | '.join(result.group_columns)})", caption=caption)
     by_group.add_column("group")
-    metrics = list(next(iter(d["by_group"].values())))
+    metrics = list(next(iter(groups.values())))
     for m in metrics:
         by_group.add_column(m, justify="right")
-    for key, vals in d["by_group"].items():
-        by_group.add_row(key, *[_fmt(vals[m]) for m in metrics])
+    for key in (k for k in groups if k in set(shown)):  # keep the sorted group order
+        by_group.add_row(key, *[_fmt(groups[key][m]) for m in metrics])
     console.print(by_group)
 
     disp = Table(title="Disparities")

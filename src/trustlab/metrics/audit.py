@@ -103,23 +103,21 @@ def _positive_class(classes: np.ndarray, pos_label: Any) -> int | None:
 
 
 def _privileged_column(names: list[str], col_codes: list[np.ndarray],
-                       col_values: list[np.ndarray], privileged: Any) -> tuple[str, np.ndarray]:
-    """The single binary group column holding ``privileged`` and its per-row membership."""
-    hits = [i for i, values in enumerate(col_values)
-            if any(str(v) == str(privileged) for v in values)]
-    if not hits:
+                       col_values: list[np.ndarray], privileged: Any) -> np.ndarray:
+    """Per-row membership of the privileged value in the single, binary group column."""
+    if len(names) != 1:
         raise TrustlabError(
-            f"privileged value {privileged!r} does not occur in group column(s) "
-            f"{', '.join(names)}")
-    if len(hits) > 1:
-        raise TrustlabError(f"privileged value {privileged!r} occurs in several group "
-                            f"columns ({', '.join(names[i] for i in hits)}); it must name one")
-    i = hits[0]
-    if len(col_values[i]) != 2:
-        raise TrustlabError(f"--privileged needs a binary group, but {names[i]!r} has "
-                            f"{len(col_values[i])} values")
-    code = next(j for j, v in enumerate(col_values[i]) if str(v) == str(privileged))
-    return names[i], col_codes[i] == code
+            f"--privileged needs exactly one binary group column, got {len(names)} "
+            f"({', '.join(names)}); audit each column on its own for SPD and disparate impact")
+    values = col_values[0]
+    matches = [j for j, v in enumerate(values) if str(v) == str(privileged)]
+    if not matches:
+        raise TrustlabError(f"privileged value {privileged!r} does not occur in group column "
+                            f"{names[0]!r} (values: {', '.join(map(str, values[:10]))})")
+    if len(values) != 2:
+        raise TrustlabError(f"--privileged needs a binary group, but {names[0]!r} has "
+                            f"{len(values)} values")
+    return col_codes[0] == matches[0]
 
 
 def _derive(C: np.ndarray, pos: int | None, priv_member: np.ndarray | None
@@ -163,6 +161,13 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
         raise TrustlabError("nothing to audit: there are no rows")
     columns = group_columns(groups, n)
     [t_codes, p_codes], classes = factorize(t, p, what="labels")
+    binary01 = classes.dtype.kind in "biuf" and set(classes.tolist()) <= {0, 1}
+    if not binary01 and not np.intersect1d(np.unique(t_codes), np.unique(p_codes)).size:
+        label_vals = [str(v) for v in classes[np.unique(t_codes)][:5]]
+        pred_vals = [str(v) for v in classes[np.unique(p_codes)][:5]]
+        raise TrustlabError(
+            f"no predicted value occurs among the labels (labels: {', '.join(label_vals)}; "
+            f"predictions: {', '.join(pred_vals)}); are they coded the same way?")
     if set(np.asarray(classes).tolist()) <= {0, 1} and len(classes) < 2 \
             and np.asarray(classes).dtype.kind in "biu":
         classes = np.array([0, 1])  # a 0/1 task where one class happens to be absent
@@ -180,10 +185,10 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
     if privileged is not None:
         if pos is None:
             raise TrustlabError("--privileged needs binary labels (two classes)")
-        col, row_member = _privileged_column(list(columns), col_codes, col_values, privileged)
+        row_member = _privileged_column(list(columns), col_codes, col_values, privileged)
         priv_member = np.zeros(len(keys), dtype=bool)
         priv_member[g_codes[row_member]] = True
-        priv_info = {"column": col, "value": privileged}
+        priv_info = {"column": next(iter(columns)), "value": privileged}
 
     overall_a, by_group_a, disp_a = _derive(C, pos, priv_member)
     class_names = [_jsonable(c) for c in classes]
@@ -236,7 +241,11 @@ def _add_auc(overall, by_group, t_codes, y_score, g_codes, keys, pos) -> None:
 
     if pos is None:
         raise TrustlabError("--score needs binary labels (two classes)")
-    s = np.asarray(as_column(y_score, "y_score"), dtype=np.float64)
+    try:
+        s = np.asarray(as_column(y_score, "y_score"), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TrustlabError("scores must be numbers (probabilities of the positive "
+                            "class)") from None
     if len(s) != len(t_codes):
         raise TrustlabError(f"y_score has {len(s)} rows but labels have {len(t_codes)}")
     if np.isnan(s).any():

@@ -45,10 +45,13 @@ def classification_metrics(C: np.ndarray) -> dict[str, np.ndarray]:
     present = support > 0
     n_present = present.sum(axis=-1)
     balanced = _div((recall * present).sum(axis=-1), n_present)
+    # macro-F1 averages over the labels seen in y_true or y_pred (scikit-learn's
+    # unique_labels), not over a class no row has.
+    seen = (support + predicted) > 0
     return {
         "accuracy": _div(tp.sum(axis=-1), total),
         "balanced_accuracy": balanced,
-        "macro_f1": f1.mean(axis=-1),
+        "macro_f1": _div((f1 * seen).sum(axis=-1), seen.sum(axis=-1)),
         "precision": precision,
         "recall": recall,
         "f1": f1,

@@ -78,6 +78,9 @@ def factorize(*arrays, what: str) -> tuple[list[np.ndarray], np.ndarray]:
 def group_columns(groups: Any, n: int) -> dict[str, Any]:
     """Normalize the accepted group inputs to ``{column name: 1-D values}``."""
     if isinstance(groups, pd.DataFrame):
+        dup = groups.columns[groups.columns.duplicated()]
+        if len(dup):
+            raise TrustlabError(f"group column {str(dup[0])!r} is given more than once")
         cols = {str(c): groups[c].reset_index(drop=True) for c in groups.columns}
     elif isinstance(groups, pd.Series):
         cols = {str(groups.name) if groups.name is not None else "group":
@@ -111,6 +114,10 @@ def encode_groups(columns: dict[str, Any]
     col_codes, col_values = [], []
     for name, values in columns.items():
         [codes], uniques = factorize(values, what=f"group column {name!r}")
+        if len(columns) > 1 and any("|" in str(v) for v in uniques):
+            bad = next(str(v) for v in uniques if "|" in str(v))
+            raise TrustlabError(f"group column {name!r} has the value {bad!r}; '|' joins "
+                                "the keys of intersections, so it cannot be part of a value")
         col_codes.append(codes)
         col_values.append(uniques)
     if len(col_codes) == 1:
