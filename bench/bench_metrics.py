@@ -13,7 +13,6 @@ import argparse
 import time
 
 import numpy as np
-import pandas as pd
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 from sklearn.metrics import accuracy_score
 

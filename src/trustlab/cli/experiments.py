@@ -30,7 +30,8 @@ def _run(path: Path, *, out: Optional[Path], executor: str, workers: int,
         path = write_report(summary.out_dir)
         print(f"report: {path}")
     err.print(f"{summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped "
-              f"(already done) in {summary.wall_s:.1f}s -> {summary.out_dir}", highlight=False)
+              f"(already done) in {summary.wall_s:.1f}s -> {summary.out_dir}", highlight=False,
+              soft_wrap=True)
     if not summary.ok:
         print(f"trustlab: error: {summary.failure_line()}", file=sys.stderr)
         sys.exit(1)
@@ -70,11 +71,14 @@ def results_cmd(
     elif format == "csv":
         sys.stdout.write(to_csv(results))
     else:
+        from rich.markup import escape
+
         console = table_console()
         console.print(summary_table(results))
         for t in results.failed():
-            console.print(f"[red]failed[/red] {t['trial_id']} seed={t['seed']}: {t['error']}",
-                          highlight=False)
+            console.print(f"[red]failed[/red] {t['trial_id']} seed={t['seed']}: "
+                          f"{escape(t['error'] or '')}",
+                          highlight=False, soft_wrap=True)
 
 
 @app.command("report")

@@ -81,6 +81,9 @@ class EngineConfig(StrictModel):
             raise ValueError("needs at least one seed")
         if len(set(v)) != len(v):
             raise ValueError("has duplicates")
+        bad = [s for s in v if not 0 <= s < 2**32]
+        if bad:  # numpy and scikit-learn accept seeds in [0, 2**32) only
+            raise ValueError(f"must be between 0 and 2**32 - 1 (got {bad[0]})")
         return v
 
 
@@ -88,7 +91,28 @@ class EngineConfig(StrictModel):
 class _Loader(yaml.SafeLoader):
     """PyYAML implements YAML 1.1, where ``1e-3`` is a string; read it as YAML 1.2 does
     (a float), since learning rates and C values are written that way. Hand-written: the
-    usual resolver override, PyYAML has no switch for it."""
+    usual resolver override, PyYAML has no switch for it.
+
+    A key written twice in one mapping is an error (PyYAML keeps the last one silently,
+    so a second ``dataset:`` block would quietly replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` may be overridden by the keys after it
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: PyYAML's own error says so below
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -315,6 +339,12 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     path = Path(path)
     if not path.is_file():
         raise TrustlabError(f"experiment file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrustlabError(f"{path.name}: not a UTF-8 text file (byte {exc.start}); "
+                            "an experiment file is YAML text") from None
+    except OSError as exc:
+        raise TrustlabError(f"cannot read {path}: {exc.strerror or exc}") from None
     raw = parse_yaml(text, path.name)
     return build_experiment(raw, where=path.name, source_text=text, overrides=overrides)

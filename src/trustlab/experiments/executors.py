@@ -25,6 +25,8 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 VERSION_PACKAGES = ("trustlab", "numpy", "pandas", "scikit-learn", "xgboost", "fairlearn",
                     "torch")
+# How long to wait for a Dask scheduler; a refused connection is retried until then.
+CONNECT_TIMEOUT = "5s"
 CRASH_MESSAGE = ("worker process died while running this trial "
                  "(killed, out of memory or a crash in native code)")
 
@@ -101,6 +103,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _one_line_text(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, TrustlabError):
         text = str(exc)
@@ -155,10 +161,44 @@ def failed_result(payload: TrialPayload, message: str) -> TrialResult:
 
 
 # -- local --------------------------------------------------------------------------------
-def _init_worker(threads: int) -> None:
+PARENT_POLL_S = 0.5
+
+
+def _init_worker(threads: int, parent_pid: int) -> None:
     """Pool initializer: runs in a fresh spawned process before numpy is imported."""
     for var in THREAD_ENV:
         os.environ[var] = str(threads)
+    _exit_with_parent(parent_pid)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Make this worker die with the driver: a SIGKILLed driver cannot shut its pool down,
+    and its workers (and the resource tracker they keep open) would live on under init.
+    Hand-written: multiprocessing has no option for it. Linux: the kernel sends SIGKILL
+    when the parent dies (prctl PR_SET_PDEATHSIG); elsewhere, and as a backstop, a daemon
+    thread notices the parent pid change."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl (e.g. a libc without it): the thread below still works
+    if os.getppid() != parent_pid:  # the driver died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="trustlab-parent-watch", daemon=True).start()
 
 
 class LocalExecutor:
@@ -201,7 +241,8 @@ class LocalExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.threads,))
+                                   initializer=_init_worker,
+                                   initargs=(self.threads, os.getpid()))
 
     def _run_pool(self, payloads: list[TrialPayload]) -> Iterator[TrialResult]:
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -286,32 +327,39 @@ class DaskExecutor:
         import dask
         from dask.distributed import Client, LocalCluster
 
-        if self.address:
-            try:
-                self.client = Client(self.address, timeout="10s")
-            except (OSError, TimeoutError) as exc:
-                raise TrustlabError(f"cannot connect to Dask scheduler {self.address}: "
-                                    f"{exc}") from None
-        elif self.slurm is not None:
-            self.cluster = make_slurm_cluster(self.slurm)
-            self.cluster.scale(jobs=self.slurm.jobs)
-            self.client = Client(self.cluster)
-        else:
-            self.threads = threads_per_worker(self.workers)
-            env = {var: str(self.threads) for var in THREAD_ENV}
-            # A trial that kills its worker is retried once on another worker, then failed.
-            with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                            processes=True, dashboard_address=None,
-                                            silence_logs=logging.ERROR, env=env)
-            self.client = Client(self.cluster)
+        try:
+            if self.address:
+                try:
+                    self.client = Client(self.address, timeout=CONNECT_TIMEOUT)
+                except (OSError, TimeoutError, ValueError) as exc:
+                    # ValueError: a malformed address ("missing port number", bad scheme)
+                    raise TrustlabError(f"cannot connect to Dask scheduler {self.address}: "
+                                        f"{_one_line_text(exc)}") from None
+            elif self.slurm is not None:
+                self.cluster = make_slurm_cluster(self.slurm)
+                self.cluster.scale(jobs=self.slurm.jobs)
+                self.client = Client(self.cluster)
+            else:
+                self.threads = threads_per_worker(self.workers)
+                env = {var: str(self.threads) for var in THREAD_ENV}
+                # A trial that kills its worker is retried once on another worker, then failed.
+                with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+                    self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                                processes=True, dashboard_address=None,
+                                                silence_logs=logging.ERROR, env=env)
+                self.client = Client(self.cluster)
+        except BaseException:
+            self.__exit__()  # `with` does not call __exit__ when __enter__ raises
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         if self.client is not None:
             self.client.close()
+            self.client = None
         if self.cluster is not None:
             self.cluster.close()
+            self.cluster = None
 
     def run(self, payloads: Iterable[TrialPayload]) -> Iterator[TrialResult]:
         from dask.distributed import as_completed

@@ -12,6 +12,7 @@ import yaml
 from trustlab.errors import TrustlabError
 from trustlab.experiments.config import Experiment, Trial
 from trustlab.experiments.executors import TrialPayload, TrialResult, make_executor, versions
+from trustlab.experiments.lock import RunLock
 from trustlab.experiments.store import DB_NAME, Store
 
 
@@ -58,46 +59,71 @@ def run_experiment(exp: Experiment, out_dir: str | Path | None = None, *,
 
     console = console or Console(stderr=True)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(exp)
-    ex = make_executor(executor, workers=workers, scheduler=scheduler,
-                       slurm=exp.engine.executor.slurm)  # validates before the store exists
-    if (out_dir / DB_NAME).exists():
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise TrustlabError(f"--out {out_dir} is a file, not a directory")
+        has_store = (out_dir / DB_NAME).exists()
+    except OSError as exc:  # e.g. a parent we may not look into
+        raise TrustlabError(f"cannot use --out {out_dir}: {exc.strerror or exc}") from None
+    if has_store:  # read-only: refuse another experiment's store before connecting
         with Store(out_dir) as existing:
             _check_same_experiment(existing, exp)
-    store = Store(out_dir, create=True)
+    ex = make_executor(executor, workers=workers, scheduler=scheduler,
+                       slurm=exp.engine.executor.slurm)
+    # Order matters: connect (or start) the executor, then lock, then create the store,
+    # so a scheduler that cannot be reached leaves nothing behind.
+    with ex, RunLock(_make_out_dir(out_dir)):
+        with Store(out_dir, create=True) as store:
+            _check_same_experiment(store, exp)  # again, now that we hold the lock
+            return _run(exp, store, ex, executor=executor, workers=workers,
+                        progress=progress, console=console)
+
+
+def _make_out_dir(out_dir: Path) -> Path:
     try:
-        done = store.ok_ids()
-        todo = [t for t in exp.trials if t.trial_id not in done]
-        summary = RunSummary(out_dir, len(exp.trials), len(exp.trials) - len(todo))
-        store.save_experiment({
-            "name": exp.name, "kind": exp.kind, "grid_keys": exp.grid_keys,
-            "seeds": exp.engine.seeds, "source_yaml": exp.source_text,
-            "resolved_yaml": yaml.safe_dump(exp.raw, sort_keys=False),
-            "overrides": exp.overrides, "report": exp.engine.report.model_dump(),
-            "plan": [t.trial_id for t in exp.trials],
-        })
-        run_id = store.start_run(executor=executor, workers=workers,
-                                 n_planned=len(exp.trials), n_skipped=summary.n_skipped,
-                                 versions=versions(), overrides=exp.overrides)
-        t0 = time.perf_counter()
-        by_id = {t.trial_id: t for t in todo}
-        payloads = [TrialPayload(t.trial_id, exp.kind, t.config, t.seed) for t in todo]
-        with ex, _Progress(console, len(exp.trials), summary.n_skipped, progress,
-                           ex.describe() if todo else "nothing to run") as bar:
-            for result in ex.run(payloads):
-                trial = by_id[result.trial_id]
-                _write_artifacts(out_dir, result)
-                store.record(trial, result, run_id)
-                if result.status == "ok":
-                    summary.n_ok += 1
-                else:
-                    summary.n_failed += 1
-                    summary.failures.append((trial.trial_id, result.error or "failed"))
-                bar.advance(trial, result)
-        summary.wall_s = time.perf_counter() - t0
-        store.finish_run(run_id, n_ok=summary.n_ok, n_failed=summary.n_failed,
-                         wall_s=summary.wall_s)
-    finally:
-        store.close()
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise TrustlabError(f"--out {out_dir}: a file is in the way") from None
+    except OSError as exc:
+        raise TrustlabError(f"cannot create output directory {out_dir}: "
+                            f"{exc.strerror or exc}") from None
+    return out_dir
+
+
+def _run(exp: Experiment, store: Store, ex, *, executor: str, workers: int, progress: bool,
+         console) -> RunSummary:
+    out_dir = store.directory
+    done = store.ok_ids()
+    todo = [t for t in exp.trials if t.trial_id not in done]
+    summary = RunSummary(out_dir, len(exp.trials), len(exp.trials) - len(todo))
+    store.save_experiment({
+        "name": exp.name, "kind": exp.kind, "grid_keys": exp.grid_keys,
+        "seeds": exp.engine.seeds, "source_yaml": exp.source_text,
+        "resolved_yaml": yaml.safe_dump(exp.raw, sort_keys=False),
+        "overrides": exp.overrides, "report": exp.engine.report.model_dump(),
+        "plan": [t.trial_id for t in exp.trials],
+    })
+    run_id = store.start_run(executor=executor, workers=workers,
+                             n_planned=len(exp.trials), n_skipped=summary.n_skipped,
+                             versions=versions(), overrides=exp.overrides)
+    t0 = time.perf_counter()
+    by_id = {t.trial_id: t for t in todo}
+    payloads = [TrialPayload(t.trial_id, exp.kind, t.config, t.seed) for t in todo]
+    with _Progress(console, len(exp.trials), summary.n_skipped, progress,
+                   ex.describe() if todo else "nothing to run") as bar:
+        for result in ex.run(payloads):
+            trial = by_id[result.trial_id]
+            _write_artifacts(out_dir, result)
+            store.record(trial, result, run_id)
+            if result.status == "ok":
+                summary.n_ok += 1
+            else:
+                summary.n_failed += 1
+                summary.failures.append((trial.trial_id, result.error or "failed"))
+            bar.advance(trial, result)
+    summary.wall_s = time.perf_counter() - t0
+    store.finish_run(run_id, n_ok=summary.n_ok, n_failed=summary.n_failed,
+                     wall_s=summary.wall_s)
     return summary
 
 
@@ -141,7 +167,8 @@ class _Progress:
         if not self.enabled:
             return self
         if self.done:
-            self.console.print(f"resuming: {self.done} of {self.total} trials already done")
+            self.console.print(f"resuming: {self.done} of {self.total} trials already done",
+                               soft_wrap=True)
         if self.console.is_terminal:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
@@ -153,7 +180,8 @@ class _Progress:
             self.bar.start()
             self.task = self.bar.add_task(self.what, total=self.total, completed=self.done)
         else:
-            self.console.print(f"running {self.total - self.done} trial(s) on {self.what}")
+            self.console.print(f"running {self.total - self.done} trial(s) on {self.what}",
+                               soft_wrap=True, highlight=False)
         return self
 
     def advance(self, trial: Trial, result: TrialResult) -> None:
@@ -163,13 +191,16 @@ class _Progress:
         if self.bar is not None:
             self.bar.advance(self.task)
             if result.status != "ok":
+                from rich.markup import escape
+
                 self.bar.console.print(f"[red]failed[/red] {trial.trial_id} "
-                                       f"{_label(trial)}: {result.error}")
+                                       f"{escape(_label(trial))}: {escape(result.error or '')}")
         else:
+            # One line per trial, never wrapped at the console width (grep-able logs).
             status = "ok" if result.status == "ok" else f"FAILED: {result.error}"
             self.console.print(f"[{self.done}/{self.total}] {trial.trial_id} {_label(trial)} "
                                f"({result.duration_s or 0:.1f}s) {status}", highlight=False,
-                               markup=False)
+                               markup=False, soft_wrap=True)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

@@ -80,21 +80,65 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+TABLES = {"experiment", "runs", "trials"}
+
+
 class Store:
+    """``create=False`` (results, report, the same-experiment check) opens the file
+    read-only and never changes it; ``create=True`` (a run) creates the schema."""
+
     def __init__(self, directory: str | Path, *, create: bool = False) -> None:
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
         if not create and not self.path.is_file():
             raise TrustlabError(f"no results in {self.directory} (expected {self.path}; "
                                 "run `trustlab run EXPERIMENT.yaml --out DIR` first)")
-        if create:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.conn = self._open_read_only() if not create else self._open_for_writing()
         self.conn.row_factory = sqlite3.Row
-        if create:
-            # WAL: readers (`trustlab results` on a running sweep) never block the writer.
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(SCHEMA)
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                # WAL: readers (`trustlab results` on a running sweep) never block the writer.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise TrustlabError(f"{self.path}: not a usable results database ({exc})") from None
+        except OSError as exc:
+            raise TrustlabError(f"cannot write results to {self.directory}: "
+                                f"{exc.strerror or exc}") from None
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """mode=ro: reading never needs write access. A WAL database in a directory we
+        cannot write has no -shm file to map; then read it as immutable (no writer can be
+        running there either, it would need that directory)."""
+        uri = self.path.resolve().as_uri()
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + query, uri=True, timeout=30, isolation_level=None)
+            try:
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if query.endswith("immutable=1"):
+                    raise TrustlabError(f"cannot read {self.path}: {exc}") from None
+                continue
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise TrustlabError(f"{self.path} is not a trustlab results database "
+                                    f"({exc})") from None
+            if not TABLES <= tables:
+                conn.close()
+                raise TrustlabError(f"{self.path} is not a trustlab results database "
+                                    f"(missing tables: {', '.join(sorted(TABLES - tables))})")
+            return conn
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.conn.close()

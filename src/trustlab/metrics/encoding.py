@@ -17,8 +17,6 @@ from trustlab.errors import TrustlabError
 
 _LUT_MAX = 1 << 20  # integer values spanning up to this use the lookup-table path
 
-Column = "np.ndarray | pd.Series"
-
 
 def as_column(values: Any, what: str):
     """A 1-D numpy array or pandas Series (kept as is: factorize is fastest on it)."""

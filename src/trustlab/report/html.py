@@ -187,9 +187,13 @@ def write_report(directory: str | Path, *, x_metric: str | None = None) -> Path:
     out = directory / "report.html"
     tmp = directory / ".report.html.tmp"
     page = build_html(results, ctx)
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    _export_figures(page, directory / "figures")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
+        _export_figures(page, directory / "figures")
+    except OSError as exc:  # e.g. a read-only results directory
+        raise TrustlabError(f"cannot write the report in {directory}: "
+                            f"{exc.strerror or exc}") from None
     return out
 
 
