@@ -15,6 +15,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+MARGIN_X, MARGIN_Y = 0.12, 0.08  # scatter margins, as fractions of the data span
+
+
 def png_img(fig, alt: str) -> str:
     """An ``<img>`` tag holding the figure as a base64 PNG (the figure is closed)."""
     buf = io.BytesIO()
@@ -59,17 +62,19 @@ def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str
     cmap = plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
     xs = points[f"{x}_mean"].to_numpy(dtype=float)
     ys = points[f"{y}_mean"].to_numpy(dtype=float)
+    labels = [point_label(row, keys) for _, row in points.iterrows()]
+    offsets = _label_offsets(xs, ys, labels)
     for i, (_, row) in enumerate(points.iterrows()):
         xerr = row[f"{x}_std"]
         yerr = row[f"{y}_std"]
-        label = point_label(row, keys)
+        label = labels[i]
         ax.errorbar(xs[i], ys[i],
                     xerr=None if _nan(xerr) else xerr, yerr=None if _nan(yerr) else yerr,
                     fmt="o", ms=8, capsize=4, color=cmap(i % cmap.N),
                     label=f"{label} (n={int(row['n'])})")
         if len(points) > 1:
-            ax.annotate(label, (xs[i], ys[i]), xytext=(5, 4), textcoords="offset points",
-                        fontsize=7, color=cmap(i % cmap.N))
+            ax.annotate(label, (xs[i], ys[i]), xytext=(5, offsets[i]),
+                        textcoords="offset points", fontsize=7, color=cmap(i % cmap.N))
     finite = np.isfinite(xs) & np.isfinite(ys)
     if finite.sum() >= 2:
         idx = np.flatnonzero(finite)[pareto_front(xs[finite], ys[finite])]
@@ -79,7 +84,7 @@ def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.margins(x=0.12, y=0.08)  # room for the point labels
+    ax.margins(x=MARGIN_X, y=MARGIN_Y)  # room for the point labels
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.8)
     ax.annotate("better: up and left", xy=(0.01, 0.01), xycoords="axes fraction",
                 fontsize=8, color="gray")
@@ -102,6 +107,36 @@ def grouped_bars(values: pd.DataFrame, errors: pd.DataFrame | None, ylabel: str,
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, title="group")
     return fig
+
+
+def _label_offsets(xs: np.ndarray, ys: np.ndarray, labels: list[str]) -> list[float]:
+    """Vertical offsets (in points) that keep the point labels from overlapping.
+
+    Greedy, in axes-fraction units: each label is a box running right from its point; try
+    the nearest free line above or below. Hand-written: matplotlib has no label placer.
+    """
+    def frac(v):
+        finite = v[np.isfinite(v)]
+        lo = finite.min() if finite.size else 0.0
+        width = float(np.ptp(finite)) if finite.size else 0.0
+        return (v - lo) / (width if width > 0 else 1.0)
+
+    # where the data sits inside the axes, given the margins the scatter sets
+    fx = (frac(xs) + MARGIN_X) / (1 + 2 * MARGIN_X)
+    fy = (frac(ys) + MARGIN_Y) / (1 + 2 * MARGIN_Y)
+    line, char = 0.032, 0.0095  # one 7-pt text line / character, as a fraction of the axes
+    placed: list[tuple[float, float, float, float]] = []
+    offsets = []
+    for i, label in enumerate(labels):
+        x0, x1 = fx[i] + 0.01, fx[i] + 0.01 + char * len(label)
+        for k in (0, -1, 1, -2, 2, -3, 3, -4, 4):
+            y0 = fy[i] + 0.01 + k * line
+            if not any(x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y0 + line
+                       for bx0, bx1, by0, by1 in placed):
+                break
+        placed.append((x0, x1, y0, y0 + line))
+        offsets.append(4 + k * 9)
+    return offsets
 
 
 def _nan(v) -> bool:
