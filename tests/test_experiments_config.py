@@ -119,7 +119,7 @@ def test_missing_file_and_bad_executor(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out), "--executor", "spark"]) == 2
     assert "unknown executor 'spark'" in capsys.readouterr().err
-    assert main(["run", str(path), "--out", str(out), "--workers", "0"]) == 2
+    assert main(["run", str(path), "--out", str(out), "--workers", "-1"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
     assert not out.exists()
 

@@ -17,6 +17,7 @@ from trustlab.experiments.config import load_experiment
 from trustlab.experiments.runner import run_experiment
 from trustlab.experiments.store import Store
 from trustlab.training.tabular_models import encode_features
+from trustlab.errors import TrustlabError
 
 GERMAN = """
 name: german-{tag}
@@ -82,12 +83,13 @@ def test_subsample_and_sensitive_as_feature(tmp_path):
     assert trial["metrics"]["n_train"] == 200 and trial["metrics"]["n_test"] == 300
 
 
-def test_bad_privileged_value_fails_the_trial_with_its_message(tmp_path):
-    exp = load_experiment(write(tmp_path, tag="p"), ["dataset.privileged=martian"])
-    out = tmp_path / "out"
-    summary = run_experiment(exp, out, progress=False)
-    assert summary.n_failed == 1
-    assert "privileged value 'martian'" in summary.failures[0][1]
+def test_bad_privileged_value_is_rejected_before_anything_runs(tmp_path):
+    with pytest.raises(TrustlabError, match="dataset.privileged: 'martian' is not a value"):
+        load_experiment(write(tmp_path, tag="p"), ["dataset.privileged=martian"])
+    with pytest.raises(TrustlabError, match="needs a binary sensitive attribute"):
+        load_experiment(write(tmp_path, tag="q"),
+                        ["dataset.name=compas", "dataset.sensitive=race",
+                         "dataset.privileged=Caucasian"])
 
 
 def _metrics(out):

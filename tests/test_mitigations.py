@@ -209,8 +209,9 @@ def test_sampler_errors_are_user_errors(biased):
     s_tiny = s.copy()
     s_tiny[np.flatnonzero(y == 0)[:3]] = "Z"
     s_tiny[np.flatnonzero(y == 1)[:3]] = "Z"
+    # an explicit k_neighbors larger than a cell allows is a user error, not a traceback
     with pytest.raises(TrustlabError, match="smote"):
-        make_mitigation("smote").fit_resample(X, y, s_tiny)
+        make_mitigation("smote", {"k_neighbors": 5}).fit_resample(X, y, s_tiny)
 
 
 # -- fairlearn -------------------------------------------------------------------
@@ -345,3 +346,19 @@ def test_group_thresholds_equalized_odds_and_cross_fitting(biased):
     assert abs(np.mean(pred == y) - m.val_accuracy_) < 1e-12
     with pytest.raises(TrustlabError, match="not seen"):
         m.predict(X[:3], np.array(["F", "M", "Q"]))
+
+
+def test_smote_shrinks_k_to_the_smallest_cell_and_balances_it():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = rng.integers(0, 2, 300)
+    s = np.array(["a"] * 290 + ["b"] * 10)
+    y[-10:] = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # cell (b, 1) has 3 rows: k must drop to 2
+    m = make_mitigation("smote", {}, 0).fit(LogisticRegression(), X, y, s)
+    assert m.sampler_.k_neighbors == 2
+    assert len(set(m.cell_counts_.tolist())) == 1  # every (group, label) cell equal
+    y[-10:] = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]  # (b, 1) has a single row: nothing to pair
+    with pytest.raises(TrustlabError, match="single row"):
+        make_mitigation("smote", {}, 0).fit(LogisticRegression(), X, y, s)

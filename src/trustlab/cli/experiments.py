@@ -44,14 +44,17 @@ def run_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory "
                                        "(default runs/<name>)."),
     executor: str = typer.Option("local", "--executor", help="local or dask."),
-    workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
+    workers: int = typer.Option(0, "--workers",
+                                help="Parallel worker processes (default: one per CPU core)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                             help="Address of a running Dask scheduler."),
     set_: List[str] = typer.Option([], "--set", help="Override a key: KEY=VALUE (YAML value)."),
 ) -> None:
     """Run or resume an experiment sweep; finished trials are skipped."""
-    _run(experiment, out=out, executor=executor, workers=workers, scheduler=scheduler,
-         overrides=list(set_))
+    from trustlab.experiments.executors import cpu_count
+
+    _run(experiment, out=out, executor=executor, workers=workers or cpu_count(),
+         scheduler=scheduler, overrides=list(set_))
 
 
 @app.command("results")

@@ -85,7 +85,7 @@ class _CellResampler(Mitigation):
                 f"{c % 2}; every (group, label) cell needs rows to resample")
         sampler = self.sampler_cls(
             sampling_strategy=cell_targets(counts, len(groups), self.target, self.grow),
-            random_state=self.seed, **self.sampler_params)
+            random_state=self.seed, **self._params_for(counts))
         try:
             X_res, cell_res = sampler.fit_resample(X, cell)
         except ValueError as exc:  # e.g. SMOTE with a cell smaller than k_neighbors + 1
@@ -97,6 +97,9 @@ class _CellResampler(Mitigation):
         if hasattr(sampler, "sample_indices_"):
             self.sample_indices_ = np.asarray(sampler.sample_indices_)
         return np.asarray(X_res, dtype=np.float64), cell_res % 2, groups[cell_res // 2]
+
+    def _params_for(self, counts: np.ndarray) -> dict[str, Any]:
+        return dict(self.sampler_params)
 
     def fit(self, estimator, X, y, sensitive):
         X_res, y_res, _ = self.fit_resample(X, y, sensitive)
@@ -123,3 +126,18 @@ class Smote(_CellResampler):
 
     sampler_cls = SMOTE
     grow = True
+
+    def _params_for(self, counts: np.ndarray) -> dict[str, Any]:
+        # SMOTE interpolates between a row and one of its k nearest neighbours in the same
+        # cell, so a cell needs k + 1 rows. Unless k_neighbors is set explicitly, shrink
+        # the default 5 to fit the smallest cell (e.g. COMPAS's 6-valued race), as
+        # imbalanced-learn itself would otherwise refuse the whole resampling.
+        params = dict(self.sampler_params)
+        if "k_neighbors" not in params:
+            smallest = int(counts[counts > 0].min())
+            if smallest < 2:
+                raise TrustlabError(
+                    "smote: a (group, label) cell has a single row; SMOTE needs two to "
+                    "interpolate (use oversample, or a coarser sensitive attribute)")
+            params["k_neighbors"] = min(5, smallest - 1)
+        return params

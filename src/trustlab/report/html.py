@@ -76,8 +76,13 @@ def scatter_section(results: Results, ctx: ReportContext) -> Section | None:
     fig = scatter_with_errorbars(points, keys, "x", "y", f"{xlabel} (lower is fairer)", y,
                                  f"{results.name}: {y} vs {xlabel}")
     note = ("<p>One point per grid point at the mean over seeds; error bars are the "
-            "standard deviation over seeds (none with a single seed). The dashed line is "
-            "the Pareto front: the grid points no other point beats on both axes.</p>")
+            "standard deviation over seeds (none with a single seed). The black line is "
+            "the Pareto front: the ringed grid points, which no other point beats on both "
+            "axes.</p>")
+    if ctx.absolute_x:
+        note += (f"<p>x is the mean over seeds of each trial's |{_esc(x)}|, which can exceed "
+                 f"the absolute value of the signed mean in the table when the sign changes "
+                 f"from seed to seed.</p>")
     return Section(f"Accuracy vs fairness ({y} vs {xlabel})", note + png_img(fig, f"{y} vs {xlabel}"))
 
 

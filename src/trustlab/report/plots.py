@@ -73,13 +73,15 @@ def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str
                     fmt="o", ms=8, capsize=4, color=cmap(i % cmap.N),
                     label=f"{label} (n={int(row['n'])})")
         if len(points) > 1:
-            ax.annotate(label, (xs[i], ys[i]), xytext=(5, offsets[i]),
+            ax.annotate(label, (xs[i], ys[i]), xytext=(9, offsets[i]),
                         textcoords="offset points", fontsize=7, color=cmap(i % cmap.N))
     finite = np.isfinite(xs) & np.isfinite(ys)
     if finite.sum() >= 2:
         idx = np.flatnonzero(finite)[pareto_front(xs[finite], ys[finite])]
-        ax.plot(xs[idx], ys[idx], "--", color="black", lw=1, alpha=0.6, zorder=0,
-                label="Pareto front", drawstyle="steps-post")
+        # drawn above the error bars, with the front's points ringed, so it stays visible
+        ax.plot(xs[idx], ys[idx], "-", color="black", lw=1.6, alpha=0.75, zorder=3,
+                label="Pareto front (ringed points)", drawstyle="steps-post")
+        ax.plot(xs[idx], ys[idx], "o", ms=15, mfc="none", mec="black", mew=1.4, zorder=4)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

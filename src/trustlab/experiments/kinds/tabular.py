@@ -81,6 +81,27 @@ def validate(cfg: TabularConfig) -> None:
                             f"{cfg.dataset.sensitive!r}; choose one of: {', '.join(spec.groups)}")
     make_model(cfg.model.name, cfg.model.params, seed=0)  # unknown name or parameter
     make_mitigation(cfg.mitigation.name, cfg.mitigation.params, seed=0)
+    if cfg.dataset.privileged is not None:
+        _check_privileged(cfg.dataset)
+
+
+def _check_privileged(d: DatasetConfig) -> None:
+    """``dataset.privileged`` must name one side of a binary sensitive attribute; checked
+    on the data before the sweep starts, not after every trial has trained."""
+    values = sorted(map(str, _load(d.name, 0, json.dumps(d.options, sort_keys=True))
+                        .groups[d.sensitive].unique()))
+    if len(values) != 2:
+        from trustlab.data import get_spec
+
+        binary = f"{d.sensitive}_binary"
+        hint = f"; {binary} is binary" if binary in get_spec(d.name).groups else ""
+        raise TrustlabError(
+            f"dataset.privileged needs a binary sensitive attribute, but {d.sensitive!r} has "
+            f"{len(values)} values ({', '.join(values[:6])}){hint}")
+    if str(d.privileged) not in values:
+        raise TrustlabError(f"dataset.privileged: {d.privileged!r} is not a value of "
+                            f"{d.sensitive!r} ({', '.join(values)})")
+
 
 
 def _mitigation_params(cfg: TabularConfig) -> dict[str, Any]:
