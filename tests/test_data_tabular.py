@@ -85,3 +85,20 @@ def test_missing_everywhere_says_where_to_put_it(monkeypatch):
     monkeypatch.delenv("TRUSTLAB_DATA", raising=False)
     with pytest.raises(DatasetNotFound, match="TRUSTLAB_DATA"):
         load_dataset("adult")
+
+
+def test_run_data_dir_option_reaches_the_loader(tmp_path, capsys, monkeypatch):
+    """`trustlab run --data-dir` is where the loaders look first (a corrupt copy there is
+    refused by its checksum, which proves it was read)."""
+    from trustlab.cli import main
+
+    # recorded so that teardown restores the variable main() is about to overwrite
+    monkeypatch.setenv("TRUSTLAB_DATA", str(tmp_path / "unused"))
+    (tmp_path / "data" / "german").mkdir(parents=True)
+    (tmp_path / "data" / "german" / "german.data").write_text("corrupted\n")
+    exp = tmp_path / "g.yaml"
+    exp.write_text("name: g\ndataset: {name: german, sensitive: sex, privileged: male}\n"
+                   "model: {name: logistic_regression}\n")
+    code = main(["run", str(exp), "--out", str(tmp_path / "out"),
+                 "--data-dir", str(tmp_path / "data")])
+    assert code == 2 and "does not match" in capsys.readouterr().err

@@ -49,9 +49,19 @@ def run_cmd(
     scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                             help="Address of a running Dask scheduler."),
     set_: List[str] = typer.Option([], "--set", help="Override a key: KEY=VALUE (YAML value)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Local data directory (default: $TRUSTLAB_DATA)."),
 ) -> None:
     """Run or resume an experiment sweep; finished trials are skipped."""
+    import os
+
     from trustlab.experiments.executors import cpu_count
+
+    if data_dir is not None:
+        if not data_dir.is_dir():
+            raise TrustlabError(f"--data-dir {data_dir}: no such directory")
+        # Through the environment, so worker processes (local or Dask) see it too.
+        os.environ["TRUSTLAB_DATA"] = str(data_dir.resolve())
 
     _run(experiment, out=out, executor=executor, workers=workers or cpu_count(),
          scheduler=scheduler, overrides=list(set_))
