@@ -1,0 +1,185 @@
+"""Networks for the deep training loop (S5): an MLP with a width knob, a small CNN and
+DenseNet-BC, written by hand because torchvision is not a dependency.
+
+Every model has the same two parts so methods need not know which one they train:
+``features(x) -> (N, feature_dim)`` (the embedding DANN attacks and embedding-level methods
+use) and ``classifier`` (one linear layer on it); ``forward(x) = classifier(features(x))``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trustlab.errors import TrustlabError
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TrustlabError(f"model parameter {name!r} must be a positive integer, got {value!r}")
+    return value
+
+
+class MLP(nn.Module):
+    """Flatten, then ``depth`` hidden layers of ``width`` ReLU units, then a linear head.
+
+    ``width`` is the over-parameterization knob of the MinDiff experiments (seed 004).
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, width: int = 256,
+                 depth: int = 2, dropout: float = 0.0):
+        super().__init__()
+        _check_positive_int("width", width)
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise TrustlabError(f"model parameter 'depth' must be an integer >= 0, got {depth!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise TrustlabError(f"model parameter 'dropout' must be in [0, 1), got {dropout!r}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        size = math.prod(input_shape)
+        for _ in range(depth):
+            layers += [nn.Linear(size, width), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            size = width
+        self.features = nn.Sequential(*layers)
+        self.feature_dim = size
+        self.classifier = nn.Linear(size, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks (conv-BN-ReLU x2, max-pool), then global average pooling.
+
+    Global pooling makes it work for any image size from 8x8 (digits) to 32x32 (CIFAR).
+    ``width`` is the channel count of the first block; the second block has twice that.
+    The last convolution is ``last_conv`` (fine-pruning, S7, prunes its channels).
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, width: int = 32):
+        super().__init__()
+        _check_positive_int("width", width)
+        if len(input_shape) != 3:
+            raise TrustlabError(f"small_cnn needs image input (C, H, W), got shape {input_shape}")
+        c = input_shape[0]
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                    nn.ReLU()]
+
+        self.last_conv = nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False)
+        self.features = nn.Sequential(
+            *block(c, width), *block(width, width), nn.MaxPool2d(2),
+            *block(width, 2 * width), self.last_conv, nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.feature_dim = 2 * width
+        self.classifier = nn.Linear(2 * width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+# -- DenseNet-BC (Huang et al., 2017, "Densely Connected Convolutional Networks") ---------
+class _Bottleneck(nn.Module):
+    """BN-ReLU-Conv1x1(4k)-BN-ReLU-Conv3x3(k); the output is concatenated to the input."""
+
+    def __init__(self, channels: int, growth_rate: int):
+        super().__init__()
+        inner = 4 * growth_rate
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, inner, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(inner)
+        self.conv2 = nn.Conv2d(inner, growth_rate, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.bn1(x)))
+        out = self.conv2(F.relu(self.bn2(out)))
+        return torch.cat([x, out], dim=1)
+
+
+class _Transition(nn.Module):
+    """BN-ReLU-Conv1x1 (compressing channels by ``compression``) then 2x2 average pooling."""
+
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.conv = nn.Conv2d(channels, out_channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
+
+
+class DenseNetBC(nn.Module):
+    """DenseNet-BC for CIFAR-sized images: three dense blocks of bottleneck layers.
+
+    ``depth = 6 n + 4`` gives ``n`` bottleneck layers per block (each has two convolutions);
+    ``depth=100, growth_rate=12`` is the paper's 0.8M-parameter DenseNet-BC. The first
+    convolution has ``2 * growth_rate`` channels, transitions keep ``compression`` of them.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, depth: int = 100,
+                 growth_rate: int = 12, compression: float = 0.5):
+        super().__init__()
+        _check_positive_int("growth_rate", growth_rate)
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+            raise TrustlabError(f"densenet_bc depth must be 6n+4 with n >= 1 (e.g. 40, 100), "
+                                f"got {depth!r}")
+        if not 0.0 < float(compression) <= 1.0:
+            raise TrustlabError(f"densenet_bc compression must be in (0, 1], got {compression!r}")
+        if len(input_shape) != 3:
+            raise TrustlabError(f"densenet_bc needs image input (C, H, W), got {input_shape}")
+        n_layers = (depth - 4) // 6
+        channels = 2 * growth_rate
+        modules: list[nn.Module] = [nn.Conv2d(input_shape[0], channels, 3, padding=1,
+                                              bias=False)]
+        for block in range(3):
+            for _ in range(n_layers):
+                modules.append(_Bottleneck(channels, growth_rate))
+                channels += growth_rate
+            if block < 2:
+                out = math.floor(channels * compression)
+                modules.append(_Transition(channels, out))
+                channels = out
+        modules += [nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*modules)
+        self.feature_dim = channels
+        self.classifier = nn.Linear(channels, n_classes)
+        for m in self.modules():  # the paper's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "small_cnn": SmallCNN,
+    "densenet_bc": DenseNetBC,
+}
+
+
+def make_model(name: str, input_shape: tuple[int, ...], n_classes: int, **params) -> nn.Module:
+    """Build a registered network; unknown names or parameters raise ``TrustlabError``."""
+    if name not in MODELS:
+        raise TrustlabError(f"unknown deep model {name!r}; choose one of: "
+                            f"{', '.join(sorted(MODELS))}")
+    accepted = set(inspect.signature(MODELS[name]).parameters) - {"input_shape", "n_classes"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise TrustlabError(f"deep model {name!r} has no parameter {unknown[0]!r}; "
+                            f"parameters: {', '.join(sorted(accepted))}")
+    return MODELS[name](tuple(int(s) for s in input_shape), int(n_classes), **params)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,233 @@
+"""Deep training methods (S5): each one's defining property against a hand computation,
+and every registered method training on real data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from torch.nn import functional as F
+
+from trustlab.errors import TrustlabError
+from trustlab.training.deep import (
+    HPARAMS,
+    METHODS,
+    build_method,
+    make_method,
+    make_model,
+    resolve_hparams,
+    split_tensors,
+    train,
+)
+from trustlab.training.deep.methods import (
+    fgsm_perturb,
+    gradient_reversal,
+    mmd,
+    pgd_perturb,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from trustlab.data import load_dataset
+
+    ds = load_dataset("digits")
+    tr = split_tensors(ds, "train").subset(np.arange(600))
+    te = split_tensors(ds, "test")
+    return tr, te
+
+
+def _method(name, n_groups=2, hparams=None, seed=0, n_classes=3, n_features=4):
+    torch.manual_seed(seed)
+    model = make_model("mlp", (n_features,), n_classes, width=8, depth=1)
+    return make_method(name, model, n_classes, n_groups, {"optimizer": "sgd", "lr": 0.1,
+                                                          "momentum": 0.0, **(hparams or {})})
+
+
+def _batch(n=12, n_features=4, n_classes=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, n_features, generator=gen)
+    y = torch.randint(0, n_classes, (n,), generator=gen)
+    g = torch.arange(n) % 2
+    return x, y, g
+
+
+def test_registry_and_hparams_agree():
+    assert set(METHODS) == set(HPARAMS) == {
+        "erm", "reweight", "group_dro", "spectral_decoupling", "mindiff", "flooding",
+        "hard_example_mining", "adversarial_training", "dann"}
+    with pytest.raises(TrustlabError, match="no hyper-parameter 'etta'"):
+        resolve_hparams("group_dro", {"etta": 1})
+    with pytest.raises(TrustlabError, match="must be one of class, group"):
+        resolve_hparams("reweight", {"by": "sex"})
+    with pytest.raises(TrustlabError, match="unknown training method"):
+        make_method("irm", make_model("mlp", (4,), 2), 2, 2)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_an_epoch_on_digits(name, digits):
+    tr, te = digits
+    method = build_method(name, "mlp", tr, model_params={"width": 32, "depth": 1},
+                          hparams={"lr": 0.01}, seed=0, device="cpu")
+    history = train(method, tr, te, epochs=1, batch_size=32, seed=0)
+    rec = history.last
+    assert math.isfinite(rec["train_loss"]) and rec["train_loss"] > 0
+    # One epoch of any method beats chance (10%) by far on the held-out digits.
+    assert rec["val_accuracy"] > 0.3
+    assert 0.0 <= rec["val_worst_group_accuracy"] <= rec["val_accuracy"]
+
+
+def test_erm_training_loss_decreases(digits):
+    tr, _ = digits
+    method = build_method("erm", "small_cnn", tr, model_params={"width": 8}, seed=0)
+    losses = [r["train_loss"] for r in train(method, tr, epochs=3, batch_size=64, seed=0).epochs]
+    assert losses[0] > losses[1] > losses[2]
+
+
+def test_reweight_weights_are_sklearn_balanced():
+    method = _method("reweight", n_groups=3, hparams={"by": "class"})
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2])
+    g = torch.tensor([0, 1, 2] * 4)
+    method.prepare(y, g)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y.numpy())
+    assert np.allclose(method.sample_weights(y, g).numpy(), expected[y.numpy()])
+    x = torch.rand(12, 4)
+    loss, _ = method.objective(x, y, g)
+    per = F.cross_entropy(method.model(x), y, reduction="none")
+    assert torch.isclose(loss, (torch.as_tensor(expected[y.numpy()]).float() * per).mean())
+
+
+@pytest.mark.parametrize("adjustment", [0.0, 2.0])
+def test_group_dro_moves_weight_to_the_higher_loss_group(adjustment):
+    method = _method("group_dro", hparams={"eta": 0.5, "adjustment": adjustment})
+    x, _, g = _batch()
+    with torch.no_grad():
+        pred = method.model(x).argmax(1)
+    # Group 0 is labelled as predicted (low loss), group 1 with another class (high loss).
+    y = torch.where(g == 0, pred, (pred + 1) % 3)
+    n_g = torch.tensor([30.0, 5.0])
+    method.prepare(y, torch.repeat_interleave(torch.tensor([0, 1]), n_g.long()))
+    with torch.no_grad():
+        losses = F.cross_entropy(method.model(x), y, reduction="none")
+    group_loss = torch.stack([losses[g == 0].mean(), losses[g == 1].mean()])
+    expected_q = torch.softmax(0.5 * (group_loss + adjustment / n_g.sqrt()), 0)
+    logs = method.update((x, y, g))
+    assert torch.allclose(method.q, expected_q, atol=1e-6)
+    assert method.q[1] > 0.5 > method.q[0]
+    # The loss minimised is the q-weighted sum of the (unadjusted) group losses.
+    assert math.isclose(logs["loss"], float((expected_q * group_loss).sum()), rel_tol=1e-5)
+
+
+def test_spectral_decoupling_adds_half_lambda_mean_squared_logit_norm():
+    method = _method("spectral_decoupling", hparams={"lambda": 0.3})
+    x, y, g = _batch()
+    loss, logs = method.objective(x, y, g)
+    logits = method.model(x).detach().numpy().astype(np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ce = -np.log(p[np.arange(len(y)), y.numpy()]).mean()
+    penalty = 0.3 / 2 * np.mean([np.dot(row, row) for row in logits])
+    assert math.isclose(logs["penalty"], penalty, rel_tol=1e-5)
+    assert math.isclose(loss.item(), ce + penalty, rel_tol=1e-5)
+
+
+def _hand_mmd(a, b, kernel, length):
+    def k(u, v):
+        d = np.asarray(u) - np.asarray(v)
+        return (math.exp(-float(d @ d) / length) if kernel == "gaussian"
+                else math.exp(-math.sqrt(float(d @ d)) / length))
+    kaa = np.mean([k(u, v) for u in a for v in a])
+    kbb = np.mean([k(u, v) for u in b for v in b])
+    kab = np.mean([k(u, v) for u in a for v in b])
+    return kaa + kbb - 2 * kab
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian"])
+def test_mmd_zero_for_identical_positive_for_different_and_matches_hand(kernel):
+    a = [[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]]
+    b = [[0.9, 0.1], [0.7, 0.3]]
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    assert float(mmd(ta, ta.clone(), kernel, 0.1)) == pytest.approx(0.0, abs=1e-6)
+    value = float(mmd(ta, tb, kernel, 0.1))
+    assert value > 0.05
+    assert value == pytest.approx(_hand_mmd(a, b, kernel, 0.1), rel=1e-6, abs=1e-6)
+
+
+def test_mindiff_penalty_compares_the_two_groups_predictions():
+    method = _method("mindiff", n_groups=3, hparams={"weight": 2.0, "group_a": 0,
+                                                      "group_b": 2, "only_label": 1})
+    x, y, _ = _batch(n=30)
+    g = torch.arange(30) % 3
+    loss, logs = method.objective(x, y, g)
+    probs = torch.softmax(method.model(x), 1).detach().numpy()
+    keep = y.numpy() == 1
+    a = probs[keep & (g.numpy() == 0)]
+    b = probs[keep & (g.numpy() == 2)]
+    assert logs["mmd"] == pytest.approx(_hand_mmd(a, b, "gaussian", 0.1), rel=1e-4, abs=1e-7)
+    assert loss.item() == pytest.approx(logs["ce"] + 2.0 * logs["mmd"], rel=1e-5)
+    with pytest.raises(TrustlabError, match="group_b must be a group id"):
+        _method("mindiff", n_groups=2, hparams={"group_b": 5})
+
+
+def test_flooding_loss_and_its_gradient_ascent_below_the_flood_level():
+    x, y, g = _batch()
+    with torch.no_grad():
+        ce0 = F.cross_entropy(_method("erm").model(x), y).item()
+    for b in (0.1, ce0 + 1.0):
+        method = _method("flooding", hparams={"b": b})
+        loss, logs = method.objective(x, y, g)
+        assert loss.item() == pytest.approx(abs(logs["ce"] - b) + b, rel=1e-6)
+    # Below the flood level (b > L) the step goes uphill: the training loss rises.
+    method.update((x, y, g))
+    with torch.no_grad():
+        assert F.cross_entropy(method.model(x), y).item() > ce0
+
+
+def test_hard_example_mining_backpropagates_exactly_the_top_k():
+    method = _method("hard_example_mining", hparams={"keep_fraction": 0.25})
+    x, y, g = _batch(n=12)
+    loss, _ = method.objective(x, y, g)
+    method.optimizer.zero_grad()
+    loss.backward()
+    got = [p.grad.clone() for p in method.model.parameters()]
+    with torch.no_grad():
+        losses = F.cross_entropy(method.model(x), y, reduction="none")
+    top = torch.argsort(losses, descending=True)[:3]  # ceil(0.25 * 12) = 3
+    method.model.zero_grad()
+    F.cross_entropy(method.model(x[top]), y[top]).backward()
+    for a, p in zip(got, method.model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+    assert loss.item() == pytest.approx(float(losses[top].mean()), rel=1e-6)
+
+
+def test_gradient_reversal_negates_and_scales_gradients():
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, dtype=torch.float64)
+    out = gradient_reversal(x, 0.7)
+    assert torch.equal(out, x)
+    (out * w).sum().backward()
+    assert torch.allclose(x.grad, -0.7 * w)
+    method = _method("dann", hparams={"lambda": 0.7})
+    disc_params = {id(p) for p in method.discriminator.parameters()}
+    optimised = {id(p) for grp in method.optimizer.param_groups for p in grp["params"]}
+    assert disc_params <= optimised  # the discriminator is trained too
+
+
+def test_fgsm_has_linf_norm_epsilon_and_increases_the_loss():
+    torch.manual_seed(0)
+    model = make_model("mlp", (1, 8, 8), 10, width=16)
+    x = 0.25 + 0.5 * torch.rand(16, 1, 8, 8)  # away from [0, 1]'s edges: no clipping
+    y = torch.randint(0, 10, (16,))
+    x_adv = fgsm_perturb(model, x, y, epsilon=0.1)
+    delta = (x_adv - x).abs()
+    assert float(delta.max()) == pytest.approx(0.1, abs=1e-6)
+    assert torch.allclose(delta[delta > 0], torch.full_like(delta[delta > 0], 0.1), atol=1e-6)
+    assert F.cross_entropy(model(x_adv), y).item() > F.cross_entropy(model(x), y).item()
+    assert all(p.grad is None for p in model.parameters())
+    x_pgd = pgd_perturb(model, x, y, epsilon=0.1, steps=5, step_size=0.03,
+                        generator=torch.Generator().manual_seed(0))
+    assert float((x_pgd - x).abs().max()) <= 0.1 + 1e-6
+    assert F.cross_entropy(model(x_pgd), y).item() > F.cross_entropy(model(x), y).item()

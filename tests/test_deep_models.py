@@ -1,0 +1,60 @@
+"""Deep models (S5): shapes, the width knob, DenseNet-BC's published size, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trustlab.errors import TrustlabError
+from trustlab.training.deep import count_parameters, make_model
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (1, 8, 8)), ("mlp", (2, 28, 28)),
+                                        ("small_cnn", (1, 8, 8)), ("small_cnn", (3, 32, 32))])
+def test_forward_shape_and_features(name, shape):
+    torch.manual_seed(0)
+    model = make_model(name, shape, 7, width=16)
+    x = torch.rand(5, *shape)
+    assert model(x).shape == (5, 7)
+    feats = model.features(x)
+    assert feats.shape == (5, model.feature_dim)
+    assert torch.allclose(model.classifier(feats), model(x))
+
+
+def test_mlp_parameter_count_grows_with_width_exactly():
+    counts = []
+    for width in (8, 32, 128):
+        model = make_model("mlp", (1, 8, 8), 10, width=width, depth=2)
+        # 64 inputs -> width -> width -> 10 classes, with biases.
+        expected = 64 * width + width + width * width + width + width * 10 + 10
+        assert count_parameters(model) == expected
+        counts.append(count_parameters(model))
+    assert counts == sorted(counts) and len(set(counts)) == 3
+    cnn = [count_parameters(make_model("small_cnn", (1, 8, 8), 10, width=w)) for w in (8, 16)]
+    assert cnn[0] < cnn[1]
+
+
+def test_densenet_bc_on_cifar_batch():
+    torch.manual_seed(0)
+    model = make_model("densenet_bc", (3, 32, 32), 10, depth=100, growth_rate=12)
+    # Huang et al. (2017), Table 2: DenseNet-BC (L=100, k=12) has 0.8M parameters.
+    assert 750_000 < count_parameters(model) < 850_000
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    small = make_model("densenet_bc", (3, 32, 32), 10, depth=40, growth_rate=12)
+    assert count_parameters(small) < count_parameters(model)
+    # 3 blocks of (40 - 4) / 6 = 6 bottlenecks, each with two convolutions.
+    n_bottlenecks = sum(1 for m in small.modules() if type(m).__name__ == "_Bottleneck")
+    assert n_bottlenecks == 18
+
+
+def test_bad_model_input_is_a_trustlab_error():
+    with pytest.raises(TrustlabError, match="unknown deep model"):
+        make_model("resnet", (1, 8, 8), 10)
+    with pytest.raises(TrustlabError, match="no parameter 'widht'"):
+        make_model("mlp", (1, 8, 8), 10, widht=3)
+    with pytest.raises(TrustlabError, match="6n\\+4"):
+        make_model("densenet_bc", (3, 32, 32), 10, depth=50)
+    with pytest.raises(TrustlabError, match="width"):
+        make_model("mlp", (1, 8, 8), 10, width=0)
