@@ -60,6 +60,7 @@ class TrialKind:
 KINDS: dict[str, TrialKind] = {}
 BUILTIN: dict[str, str] = {
     "tabular": "trustlab.experiments.kinds.tabular:KIND",
+    "deep": "trustlab.experiments.kinds.deep:KIND",
 }
 
 

@@ -1,0 +1,90 @@
+"""The `deep` trial kind end to end: real training, metrics against an oracle, history and
+report, validation before anything runs, and the same metrics on 1 or 2 workers."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from fairlearn.metrics import MetricFrame
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from trustlab.cli import main
+from trustlab.experiments.config import load_experiment
+from trustlab.experiments.results import load_results
+from trustlab.errors import TrustlabError
+
+DIGITS = """
+name: deep-{tag}
+kind: deep
+dataset: {{name: digits, group: digit, subsample: 600}}
+model: {{name: mlp, params: {{width: 32}}}}
+training: {{epochs: 4, batch_size: 32{extra}}}
+seeds: [0]
+grid:
+  method:
+    - {{name: erm, params: {{lr: 0.01}}}}
+    - {{name: group_dro, params: {{eta: 0.05, lr: 0.01}}}}
+"""
+
+
+def write(tmp_path, tag="a", extra=""):
+    path = tmp_path / f"{tag}.yaml"
+    path.write_text(textwrap.dedent(DIGITS.format(tag=tag, extra=extra)))
+    return path
+
+
+def _metrics(out):
+    return {t["trial_id"]: {k: v for k, v in t["metrics"].items() if k != "train_time_s"}
+            for t in load_results(out).trials}
+
+
+def test_deep_sweep_metrics_history_and_report(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path)), "--out", str(out), "--workers", "1"]) == 0
+    results = load_results(out)
+    assert [t["status"] for t in results.trials] == ["ok", "ok"]
+    for t in results.trials:
+        m = t["metrics"]
+        arrays = np.load(out / "trials" / t["trial_id"] / "predictions.npz")
+        y, p, g = arrays["y_true"], arrays["y_pred"], arrays["group"]
+        assert m["n_test"] == len(y) == 360 and m["n_train"] == 600  # digits: 20% test
+        assert m["accuracy"] == pytest.approx(accuracy_score(y, p), abs=1e-12)
+        assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p), abs=1e-12)
+        frame = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=p, sensitive_features=g)
+        assert m["worst_group_accuracy"] == pytest.approx(frame.group_min(), abs=1e-12)
+        assert m["accuracy"] > 0.5  # it really learned: 10 classes, chance is 0.1
+        history = json.loads((out / "trials" / t["trial_id"] / "history.json").read_text())
+        assert len(history["epochs"]) == 4 == m["epochs_run"]
+        assert m["final_train_loss"] == pytest.approx(history["epochs"][-1]["train_loss"])
+        assert history["epochs"][1]["train_loss"] < history["epochs"][0]["train_loss"]
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Training curves" in page and "accuracy_difference" in page
+
+
+def test_same_metrics_on_one_or_two_workers(tmp_path):
+    assert main(["run", str(write(tmp_path, "d")), "--out", str(tmp_path / "one"),
+                 "--workers", "1"]) == 0
+    assert main(["run", str(write(tmp_path, "d")), "--out", str(tmp_path / "two"),
+                 "--workers", "2"]) == 0
+    assert _metrics(tmp_path / "one") == _metrics(tmp_path / "two")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("method.name=magic", "unknown training method 'magic'"),
+    ("model.name=resnet9000", "unknown network"),
+    ("method.params={eta: 0.1}", "has no hyper-parameter 'eta'"),
+    ("training.sampler=random", "training.sampler must be one of"),
+    ("dataset.group=colour", "has no group column 'colour'"),
+    ("training.early_stopping={metric: val_accuracy}", "training.val_fraction > 0"),
+    ("training.epochs=0", "training.epochs"),
+])
+def test_bad_deep_configs_are_rejected_before_running(tmp_path, override, needle):
+    path = write(tmp_path, "bad")
+    text = path.read_text().split("grid:")[0]
+    path.write_text(text)
+    with pytest.raises(TrustlabError, match=needle):
+        load_experiment(path, [override])
