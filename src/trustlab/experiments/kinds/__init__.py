@@ -61,6 +61,9 @@ KINDS: dict[str, TrialKind] = {}
 BUILTIN: dict[str, str] = {
     "tabular": "trustlab.experiments.kinds.tabular:KIND",
     "deep": "trustlab.experiments.kinds.deep:KIND",
+    "minority_class": "trustlab.experiments.kinds.minority_class:KIND",
+    "poisoning": "trustlab.experiments.kinds.poisoning:KIND",
+    "backdoor": "trustlab.experiments.kinds.backdoor:KIND",
 }
 
 

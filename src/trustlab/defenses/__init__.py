@@ -1,0 +1,1 @@
+"""Defenses (S7): backdoor detection and repair, one module per defense."""
