@@ -194,6 +194,8 @@ def fmt_cell(value: Any) -> str:
     """A grid-key cell: blank where a grid point does not set that parameter."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a label or percentage that NaN elsewhere made a float
     return str(value)
 
 

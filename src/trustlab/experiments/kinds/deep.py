@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -81,30 +82,34 @@ class DeepConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
-def validate(cfg: DeepConfig) -> None:
-    """Name checks before anything runs (torch is imported: the sweep will need it)."""
+def validate_dataset(name: str, options: dict[str, Any], group: str | None):
     import inspect
 
     from trustlab.data import get_spec
-    from trustlab.training.deep import METHODS, MODELS, SAMPLERS, resolve_hparams
 
-    spec = get_spec(cfg.dataset.name)
+    spec = get_spec(name)
     accepted = set(inspect.signature(spec.loader).parameters) - {"data_dir", "seed"}
-    for opt in cfg.dataset.options:
+    for opt in options:
         if opt not in accepted:
             raise TrustlabError(f"dataset {spec.name!r} has no option {opt!r}; options: "
                                 f"{', '.join(sorted(accepted)) or 'none'}")
-    if cfg.dataset.group is not None and cfg.dataset.group not in spec.groups:
+    if group is not None and group not in spec.groups:
         raise TrustlabError(f"dataset.group: {spec.name!r} has no group column "
-                            f"{cfg.dataset.group!r}; choose one of: {', '.join(spec.groups)}")
-    if cfg.model.name not in MODELS:
-        raise TrustlabError(f"model.name: unknown network {cfg.model.name!r}; choose one of: "
+                            f"{group!r}; choose one of: {', '.join(spec.groups)}")
+    return spec
+
+
+def validate_training(model: DeepModelConfig, method: MethodConfig, t: TrainingConfig) -> None:
+    """Network, method, hyper-parameters and loop options, checked before anything runs."""
+    from trustlab.training.deep import METHODS, MODELS, SAMPLERS, resolve_hparams
+
+    if model.name not in MODELS:
+        raise TrustlabError(f"model.name: unknown network {model.name!r}; choose one of: "
                             f"{', '.join(MODELS)}")
-    if cfg.method.name not in METHODS:
-        raise TrustlabError(f"method.name: unknown training method {cfg.method.name!r}; "
+    if method.name not in METHODS:
+        raise TrustlabError(f"method.name: unknown training method {method.name!r}; "
                             f"choose one of: {', '.join(METHODS)}")
-    resolve_hparams(cfg.method.name, cfg.method.params)
-    t = cfg.training
+    resolve_hparams(method.name, method.params)
     if t.sampler not in SAMPLERS:
         raise TrustlabError(f"training.sampler must be one of {', '.join(SAMPLERS)}, "
                             f"got {t.sampler!r}")
@@ -114,6 +119,12 @@ def validate(cfg: DeepConfig) -> None:
     if t.early_stopping is not None and str(metric).startswith("val_") and t.val_fraction == 0:
         raise TrustlabError("training.early_stopping watches a validation metric: set "
                             "training.val_fraction > 0 (the test split is never used for it)")
+
+
+def validate(cfg: DeepConfig) -> None:
+    """Name checks before anything runs (torch is imported: the sweep will need it)."""
+    validate_dataset(cfg.dataset.name, cfg.dataset.options, cfg.dataset.group)
+    validate_training(cfg.model, cfg.method, cfg.training)
 
 
 @lru_cache(maxsize=4)
@@ -154,22 +165,31 @@ def _split_validation(ds, train_idx: np.ndarray, group: str, fraction: float, se
     return np.sort(fit_idx), np.sort(val_idx)
 
 
-def run(cfg: DeepConfig, seed: int, ctx: TrialContext) -> TrialOutput:
+@dataclass
+class Trained:
+    """What :func:`train_on` returns: test labels and predictions, the history, sizes."""
+
+    y_test: np.ndarray
+    y_pred: np.ndarray
+    history: Any
+    n_params: int
+    n_train: int
+    train_time_s: float
+
+
+def train_on(ds, group: str, model: DeepModelConfig, method_cfg: MethodConfig,
+             t: TrainingConfig, seed: int, subsample: int | float | None = None) -> Trained:
+    """Train ``method_cfg`` on ``ds``'s training split (optionally subsampled, minus a
+    validation part) and predict its test split. Shared by the deep-based kinds."""
     from trustlab.experiments.executors import seed_everything
-    from trustlab.metrics import audit
     from trustlab.training.deep import build_method, count_parameters, predict, split_tensors
     from trustlab.training.deep import train as train_method
 
     seed_everything(seed)  # torch is loaded now
-    d, t = cfg.dataset, cfg.training
-    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
-    group = d.group or ds.groups.columns[0]
-    ds = _numeric(ds, group, d.use_group_as_feature)
-
     train_idx = np.asarray(ds.train_idx)
-    if d.subsample is not None:
-        n = (int(round(d.subsample * len(train_idx))) if isinstance(d.subsample, float)
-             else int(d.subsample))
+    if subsample is not None:
+        n = (int(round(subsample * len(train_idx))) if isinstance(subsample, float)
+             else int(subsample))
         rng = np.random.default_rng(seed)
         train_idx = np.sort(rng.choice(train_idx, size=max(1, min(n, len(train_idx))),
                                        replace=False))
@@ -180,33 +200,52 @@ def run(cfg: DeepConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     tr = split_tensors(ds, "train", group_column=group, indices=train_idx)
     te = split_tensors(ds, "test", group_column=group)
 
-    method = build_method(cfg.method.name, cfg.model.name, tr, model_params=cfg.model.params,
-                          hparams=cfg.method.params, seed=seed, device=t.device)
+    method = build_method(method_cfg.name, model.name, tr, model_params=model.params,
+                          hparams=method_cfg.params, seed=seed, device=t.device)
     t0 = time.perf_counter()
     history = train_method(method, tr, val, epochs=t.epochs, batch_size=t.batch_size,
                            seed=seed, device=t.device, sampler=t.sampler,
                            balance_by=t.balance_by, early_stopping=t.early_stopping)
-    train_time = time.perf_counter() - t0
-    y_pred = predict(method, te.x)
-    y_test = te.y.numpy()
+    return Trained(y_test=te.y.numpy(), y_pred=predict(method, te.x), history=history,
+                   n_params=count_parameters(method.model), n_train=len(tr),
+                   train_time_s=time.perf_counter() - t0)
 
-    metrics = audit(y_test, y_pred, ds.groups_test[group].astype(str)).flat_metrics()
-    last = history.last
-    metrics.update({
+
+def training_metrics(trained: Trained) -> dict[str, float]:
+    last = trained.history.last
+    return {
         "final_train_loss": float(last.get("train_loss", float("nan"))),
         "final_train_accuracy": float(last.get("train_accuracy", float("nan"))),
-        "epochs_run": float(len(history.epochs)),
-        "n_params": float(count_parameters(method.model)),
-        "n_train": float(len(tr)),
-        "n_test": float(len(te)),
-        "train_time_s": train_time,
-    })
+        "epochs_run": float(len(trained.history.epochs)),
+        "n_params": float(trained.n_params),
+        "n_train": float(trained.n_train),
+        "n_test": float(len(trained.y_test)),
+        "train_time_s": trained.train_time_s,
+    }
+
+
+def prediction_artifacts(trained: Trained, groups) -> dict[str, bytes]:
     buf = io.BytesIO()
-    np.savez_compressed(buf, y_true=y_test.astype(np.int16), y_pred=y_pred.astype(np.int16),
-                        group=ds.groups_test[group].astype(str).to_numpy(dtype=str))
-    artifacts = {"history.json": json.dumps(history.to_dict()).encode(),
-                 "predictions.npz": buf.getvalue()}
-    return TrialOutput(metrics=metrics, artifacts=artifacts)
+    np.savez_compressed(buf, y_true=trained.y_test.astype(np.int16),
+                        y_pred=trained.y_pred.astype(np.int16),
+                        group=groups.astype(str).to_numpy(dtype=str))
+    return {"history.json": json.dumps(trained.history.to_dict()).encode(),
+            "predictions.npz": buf.getvalue()}
+
+
+def run(cfg: DeepConfig, seed: int, ctx: TrialContext) -> TrialOutput:
+    from trustlab.metrics import audit
+
+    d = cfg.dataset
+    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
+    group = d.group or ds.groups.columns[0]
+    ds = _numeric(ds, group, d.use_group_as_feature)
+    trained = train_on(ds, group, cfg.model, cfg.method, cfg.training, seed, d.subsample)
+    metrics = audit(trained.y_test, trained.y_pred,
+                    ds.groups_test[group].astype(str)).flat_metrics()
+    metrics.update(training_metrics(trained))
+    return TrialOutput(metrics=metrics,
+                       artifacts=prediction_artifacts(trained, ds.groups_test[group]))
 
 
 KIND = TrialKind(

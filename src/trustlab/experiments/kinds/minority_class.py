@@ -1,0 +1,164 @@
+"""The ``minority_class`` trial kind (S6): interclass bias under an induced minority class.
+
+One trial keeps ``target_percentage`` % of one class's training rows (the seed's flags
+``label``, ``target_percentage``, ``full_flag`` and ``num_epochs`` map to
+``minority.label``, ``minority.target_percentage``, ``minority.full`` and
+``training.epochs``), trains a network and reports how that class fares on the
+(untouched) test split and where its errors go::
+
+    kind: minority_class
+    dataset: {name: mnist}
+    model: {name: small_cnn}
+    training: {epochs: 3}
+    minority: {label: 3, target_percentage: 5}
+    grid:
+      minority.label: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+      minority.target_percentage: [1, 5, 10, 25, 50, 100]
+
+``minority.full: true`` is the balanced baseline (every class undersampled to the smallest;
+``label`` and ``target_percentage`` are then ignored). Metrics: the audit's per-class
+recall/precision/F1 (``class.<k>.recall`` ...), ``minority_accuracy`` (the minority class's
+recall), ``minority_f1``, ``minority_train_rows``, and ``absorbed.<j>``: the share of the
+minority class's test rows predicted as class ``j``. The report turns all runs into a
+class x percentage heatmap.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
+from trustlab.experiments.kinds.deep import (DeepModelConfig, MethodConfig, TrainingConfig,
+                                             _load, _numeric, prediction_artifacts,
+                                             train_on, training_metrics, validate_dataset,
+                                             validate_training)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MinorityDatasetConfig(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    subsample: int | float | None = None  # training rows kept before the minority is made
+
+
+class MinorityConfig(_Strict):
+    label: int | str | None = None  # class index or name
+    target_percentage: float = Field(100.0, gt=0, le=100)
+    full: bool = False  # the balanced "full" baseline
+
+    @model_validator(mode="after")
+    def _label_needed(self):
+        if not self.full and self.label is None:
+            raise ValueError("label is required unless full: true")
+        return self
+
+
+class MinorityClassConfig(_Strict):
+    dataset: MinorityDatasetConfig
+    model: DeepModelConfig = Field(default_factory=lambda: DeepModelConfig(name="small_cnn"))
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    minority: MinorityConfig
+
+
+def validate(cfg: MinorityClassConfig) -> None:
+    validate_dataset(cfg.dataset.name, cfg.dataset.options, None)
+    validate_training(cfg.model, cfg.method, cfg.training)
+    if not cfg.minority.full:
+        ds = _load(cfg.dataset.name, 0, json.dumps(cfg.dataset.options, sort_keys=True))
+        _class_index(ds, cfg.minority.label)
+
+
+def _class_index(ds, label) -> int:
+    if isinstance(label, str) and label in ds.class_names:
+        return ds.class_names.index(label)
+    try:
+        k = int(label)
+    except (TypeError, ValueError):
+        k = -1
+    if not 0 <= k < ds.n_classes:
+        raise TrustlabError(f"minority.label: {ds.name} has no class {label!r}; classes "
+                            f"0..{ds.n_classes - 1} ({', '.join(map(str, ds.class_names))})")
+    return k
+
+
+def run(cfg: MinorityClassConfig, seed: int, ctx: TrialContext) -> TrialOutput:
+    from trustlab.data.transforms import balanced_full, subsample_class
+    from trustlab.metrics import audit
+
+    d, m = cfg.dataset, cfg.minority
+    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
+    if d.subsample is not None:  # a smaller training set first, then the minority
+        n = (int(round(d.subsample * len(ds.train_idx))) if isinstance(d.subsample, float)
+             else int(d.subsample))
+        rng = np.random.default_rng(seed)
+        keep = rng.choice(ds.train_idx, size=max(1, min(n, len(ds.train_idx))), replace=False)
+        ds = ds.with_split(np.sort(keep), ds.test_idx)
+    if m.full:
+        ds = balanced_full(ds, seed)
+        label = None
+    else:
+        label = _class_index(ds, m.label)
+        ds = subsample_class(ds, label, m.target_percentage, seed)
+    group = ds.groups.columns[0]
+    ds = _numeric(ds, group, keep_group=True)
+    trained = train_on(ds, group, cfg.model, cfg.method, cfg.training, seed)
+
+    # Groups are the classes themselves: the per-group table is the per-class one.
+    classes = np.asarray(ds.class_names, dtype=object)
+    metrics = audit(classes[trained.y_test], classes[trained.y_pred],
+                    classes[trained.y_test]).flat_metrics()
+    metrics.update(training_metrics(trained))
+    counts = np.bincount(ds.y_train, minlength=ds.n_classes)
+    metrics["train_rows"] = float(counts.sum())
+    # Recall by class index too: the report compares a class with itself in the baseline.
+    for k, name in enumerate(ds.class_names):
+        metrics[f"recall_by_index.{k}"] = metrics.get(f"class.{name}.recall", float("nan"))
+    if label is not None:
+        name = ds.class_names[label]
+        rows = trained.y_test == label
+        predicted = np.bincount(trained.y_pred[rows], minlength=ds.n_classes) / max(1, rows.sum())
+        metrics.update({
+            "minority_label": float(label),
+            "minority_accuracy": metrics[f"class.{name}.recall"],
+            "minority_f1": metrics[f"class.{name}.f1"],
+            "minority_train_rows": float(counts[label]),
+        })
+        for j, share in enumerate(predicted):
+            if j != label:
+                metrics[f"absorbed.{ds.class_names[j]}"] = float(share)
+        others = [j for j in range(ds.n_classes) if j != label]
+        metrics["top_absorber"] = float(others[int(np.argmax(predicted[others]))])
+    return TrialOutput(metrics=metrics,
+                       artifacts=prediction_artifacts(trained, ds.groups_test[group]))
+
+
+KIND = TrialKind(
+    name="minority_class",
+    run=run,
+    config_model=MinorityClassConfig,
+    validate=validate,
+    summary_metrics=["accuracy", "macro_f1", "minority_accuracy", "minority_f1",
+                     "minority_train_rows", "train_time_s"],
+    fairness_metrics=["accuracy_difference"],
+)
+
+
+def _register_report_sections() -> None:
+    from trustlab.report import register_section
+    from trustlab.report.deep import training_curves_section
+    from trustlab.report.minority_class import heatmap_section
+
+    register_section("minority_class", heatmap_section)
+    register_section("minority_class", training_curves_section)
+
+
+_register_report_sections()
