@@ -1,0 +1,122 @@
+"""Fine-pruning (Liu et al., RAID 2018): backdoor neurons tend to stay dormant on clean
+inputs, so prune the last convolutional layer's channels that are least active on clean
+data, then fine-tune on clean data to recover the accuracy pruning cost.
+
+Pruning is a fixed 0/1 channel mask (:class:`ChannelMask`) inserted after the activation
+that follows ``model.last_conv`` — a pruned channel then outputs exactly 0 whatever the
+BatchNorm shift, and stays 0 during fine-tuning. Activity is the mean post-activation
+value of each channel over the clean inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from trustlab.defenses.unlearning import check_fraction, finetune
+from trustlab.errors import TrustlabError
+
+
+class ChannelMask(nn.Module):
+    """Multiply (N, C, H, W) activations by a fixed per-channel 0/1 mask."""
+
+    def __init__(self, keep: torch.Tensor):
+        super().__init__()
+        self.register_buffer("keep", keep.float().view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.keep
+
+
+def _is_pruned(module: nn.Module) -> bool:
+    """An activation already wrapped with a :class:`ChannelMask` by an earlier pruning."""
+    return isinstance(module, nn.Sequential) and any(isinstance(m, ChannelMask)
+                                                     for m in module)
+
+
+def _activation_after_last_conv(model: nn.Module) -> tuple[nn.Sequential, int]:
+    """(container, index) of the first ReLU after ``model.last_conv`` in ``model.features``
+    (the last conv itself when no ReLU follows)."""
+    last = getattr(model, "last_conv", None)
+    features = getattr(model, "features", None)
+    if not isinstance(last, nn.Conv2d) or not isinstance(features, nn.Sequential):
+        raise TrustlabError("fine_pruning needs a CNN with a 'last_conv' layer inside "
+                            "'features' (e.g. small_cnn)")
+    mods = list(features)
+    pos = next((i for i, m in enumerate(mods) if m is last), None)
+    if pos is None:
+        raise TrustlabError("fine_pruning: model.last_conv is not in model.features")
+    for i in range(pos + 1, len(mods)):
+        if isinstance(mods[i], (nn.ReLU, nn.LeakyReLU, nn.GELU)) or _is_pruned(mods[i]):
+            return features, i
+        if isinstance(mods[i], (nn.Conv2d, nn.Linear, nn.Flatten, nn.AdaptiveAvgPool2d)):
+            break
+    return features, pos
+
+
+@torch.no_grad()
+def channel_activity(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Mean activation of each channel after the last conv (+ its activation), clean data."""
+    features, i = _activation_after_last_conv(model)
+    sums: list[torch.Tensor] = []
+    hook = features[i].register_forward_hook(
+        lambda _m, _in, out: sums.append(out.detach().float().mean(dim=(2, 3)).sum(0).cpu()))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        for s in range(0, len(xt), batch_size):
+            model(xt[s:s + batch_size].to(device))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return (torch.stack(sums).sum(0) / len(x)).numpy()
+
+
+class FinePruning:
+    """Prune ``round(prune_fraction * channels)`` least-active channels of the last conv
+    layer of a copy of the model, then fine-tune it on clean data for ``epochs``.
+
+    After :meth:`fit`: ``model_``, ``activity_`` (per channel), ``pruned_`` (channel
+    indices), ``keep_mask_`` (bool per channel).
+    """
+
+    def __init__(self, prune_fraction: float = 0.5, epochs: int = 2, lr: float = 1e-3,
+                 batch_size: int = 64, seed: int = 0, device=None):
+        self.prune_fraction = prune_fraction
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+
+    def fit(self, model, x_clean, y_clean, n_classes: int) -> FinePruning:
+        frac = check_fraction("fine_pruning: 'prune_fraction'", self.prune_fraction)
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise TrustlabError(f"fine_pruning: 'epochs' must be an integer >= 0, "
+                                f"got {self.epochs!r}")
+        net = copy.deepcopy(model)
+        self.activity_ = channel_activity(net, x_clean)
+        n_channels = len(self.activity_)
+        k = round(frac * n_channels)
+        order = np.argsort(self.activity_, kind="stable")   # least active first
+        self.pruned_ = np.sort(order[:k])
+        self.keep_mask_ = np.ones(n_channels, dtype=bool)
+        self.keep_mask_[self.pruned_] = False
+        features, i = _activation_after_last_conv(net)
+        device = next(net.parameters()).device
+        features[i] = nn.Sequential(features[i],
+                                    ChannelMask(torch.as_tensor(self.keep_mask_)).to(device))
+        if self.epochs > 0:
+            net = finetune(net, x_clean, y_clean, epochs=self.epochs, lr=self.lr,
+                           batch_size=self.batch_size, seed=self.seed, n_classes=n_classes,
+                           device=self.device)
+        self.model_ = net
+        return self
+
+
+__all__ = ["ChannelMask", "FinePruning", "channel_activity"]

@@ -1,0 +1,115 @@
+"""S7 building blocks against hand computations: trigger stamping, poisoning counts, the
+backdoor metrics, the MAD anomaly index, and config validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trustlab.attacks.backdoor import Trigger, backdoor_metrics, n_poison, poison, stamp
+from trustlab.defenses.neural_cleanse import anomaly_indices, flagged_labels
+from trustlab.errors import TrustlabError
+
+
+def _images(n=5, shape=(1, 12, 10), seed=0):
+    # Values strictly inside (0.1, 0.9): a white (1.0) or black (0.0) pixel always differs.
+    return np.random.default_rng(seed).uniform(0.1, 0.9, (n, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("position, corner", [("bottom_right", (8, 6)), ("top_left", (0, 0)),
+                                              ("top_right", (0, 6)), ((3, 2), (3, 2))])
+def test_patch_changes_exactly_the_square(position, corner):
+    x = _images()
+    trig = Trigger("patch", x.shape[1:], size=4, position=position)
+    out = trig.apply(x)
+    changed = np.any(out != x, axis=(0, 1))
+    expected = np.zeros(x.shape[2:], bool)
+    r, c = corner
+    expected[r:r + 4, c:c + 4] = True
+    np.testing.assert_array_equal(changed, expected)
+    assert np.all(out[:, :, r:r + 4, c:c + 4] == 1.0)
+    np.testing.assert_array_equal(out[:, :, ~expected], x[:, :, ~expected])
+
+
+def test_pattern_is_a_checkerboard_in_the_square():
+    x = _images(shape=(3, 8, 8))
+    out = Trigger("pattern", x.shape[1:], size=3, position="bottom_left").apply(x)
+    expected = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
+    for img in out:
+        for ch in img:
+            np.testing.assert_array_equal(ch[5:8, 0:3], expected)
+    outside = np.ones((8, 8), bool)
+    outside[5:8, 0:3] = False
+    np.testing.assert_array_equal(out[:, :, outside], x[:, :, outside])
+
+
+def test_blended_is_alpha_blend_and_torch_matches_numpy():
+    x = _images(shape=(1, 6, 6))
+    trig = Trigger("blended", x.shape[1:], alpha=0.2, seed=3)
+    pattern = trig.pattern
+    assert pattern.min() >= 0 and pattern.max() <= 1 and pattern.std() > 0.1
+    np.testing.assert_allclose(trig.apply(x), 0.8 * x + 0.2 * pattern, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(trig.apply(torch.tensor(x)).numpy(), trig.apply(x), atol=1e-7)
+    # the same seed gives the same pattern, another seed another one
+    assert np.array_equal(Trigger("blended", x.shape[1:], seed=3).pattern, pattern)
+    assert not np.array_equal(Trigger("blended", x.shape[1:], seed=4).pattern, pattern)
+
+
+def test_poisoning_adds_rounded_rate_of_nontarget_copies_with_target_label():
+    x = _images(n=53, shape=(1, 8, 8))
+    y = np.arange(53) % 5            # label 2 is the target: 42 non-target rows
+    trig = Trigger("patch", (1, 8, 8), size=2)
+    p = poison(x, y, trig, target=2, rate=0.15, seed=0)
+    k = round(0.15 * 42)
+    assert n_poison(42, 0.15) == k == 6
+    assert len(p.y) == 53 + k and p.is_poison.sum() == k
+    np.testing.assert_array_equal(p.x[:53], x)               # originals untouched
+    np.testing.assert_array_equal(p.y[:53], y)
+    assert np.all(p.y[53:] == 2) and np.all(y[p.source_idx] != 2)
+    assert len(set(p.source_idx.tolist())) == k
+    np.testing.assert_array_equal(p.x[53:], trig.apply(x[p.source_idx]))
+
+
+def test_backdoor_metrics_match_hand_computation():
+    y = np.array([0, 1, 2, 3, 1, 0, 2, 3])
+    clean = np.array([0, 1, 2, 0, 1, 0, 1, 3])      # 6/8 correct
+    trig = np.array([0, 0, 2, 0, 0, 0, 0, 3])       # target 0; non-target rows: 1..4, 6, 7
+    m = backdoor_metrics(y, clean, trig, target=0)
+    assert m["clean_accuracy"] == 6 / 8
+    # non-target rows (y != 0): idx 1,2,3,4,6,7 -> triggered preds 0,2,0,0,0,3
+    assert m["attack_success_rate"] == 4 / 6
+    assert m["robust_accuracy"] == 2 / 6             # idx 2 (2==2) and 7 (3==3)
+
+
+def test_mad_anomaly_index_matches_hand_computation_and_flags_low_outlier():
+    l1 = np.array([2.0, 20.0, 22.0, 18.0, 25.0, 19.0, 21.0, 23.0, 17.0, 60.0])
+    med = 20.5                                         # (20 + 21) / 2
+    dev = np.abs(l1 - med)                             # sorted: .5 .5 1.5 1.5 2.5 2.5 3.5 4.5 18.5 39.5
+    mad = 1.4826 * 2.5
+    np.testing.assert_allclose(anomaly_indices(l1), dev / mad)
+    assert anomaly_indices(l1)[0] == pytest.approx(18.5 / (1.4826 * 2.5))
+    # label 9 is an outlier too, but above the median: only label 0 is flagged
+    assert flagged_labels(l1) == [0]
+    assert flagged_labels(np.array([10.0, 11, 9, 10.5, 9.5])) == []
+
+
+def test_trigger_rejects_bad_input():
+    with pytest.raises(TrustlabError, match="unknown trigger 'star'"):
+        Trigger("star", (1, 8, 8))
+    with pytest.raises(TrustlabError, match="does not fit"):
+        Trigger("patch", (1, 8, 8), size=4, position=(6, 6))
+    with pytest.raises(TrustlabError, match="unknown position"):
+        Trigger("patch", (1, 8, 8), position="middle_left")
+    with pytest.raises(TrustlabError, match="poison_rate"):
+        poison(_images(), np.zeros(5, int), Trigger("patch", (1, 12, 10)), 0, 1.5)
+
+
+def test_stamp_accepts_a_reversed_mask_with_channel_axis():
+    x = _images(n=2, shape=(1, 4, 4))
+    mask = np.zeros((1, 4, 4), np.float32)
+    mask[0, 0, 0] = 0.5
+    pattern = np.ones((1, 4, 4), np.float32)
+    out = stamp(x, mask, pattern)
+    assert out[0, 0, 0, 0] == pytest.approx(0.5 * x[0, 0, 0, 0] + 0.5)
+    np.testing.assert_array_equal(out[:, :, 1:], x[:, :, 1:])
