@@ -34,9 +34,10 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds.common import Subsample, subsample_rows
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 DEFENSES = ("none", "neural_cleanse", "unlearning", "fine_pruning")
@@ -48,16 +49,8 @@ class _Strict(BaseModel):
 
 class BackdoorDatasetConfig(_Strict):
     name: str = "mnist"
-    subsample: int | float | None = None  # training rows to keep (fraction or count)
+    subsample: Subsample = None  # training rows to keep (fraction or count)
 
-    @field_validator("subsample")
-    @classmethod
-    def _subsample_range(cls, v):
-        if v is None:
-            return v
-        if isinstance(v, bool) or v <= 0 or (isinstance(v, float) and v > 1):
-            raise ValueError("must be a fraction in (0, 1] or a row count >= 1")
-        return v
 
 
 class BackdoorModelConfig(_Strict):
@@ -268,13 +261,7 @@ def run(cfg: BackdoorConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     X = np.asarray(ds.X, dtype=np.float32)
     y = np.asarray(ds.y).astype(np.int64)
 
-    rng = np.random.default_rng(seed)
-    train_idx = np.asarray(ds.train_idx)
-    if d.subsample is not None:
-        n = (round(d.subsample * len(train_idx)) if isinstance(d.subsample, float)
-             else int(d.subsample))
-        train_idx = np.sort(rng.choice(train_idx, size=max(2, min(n, len(train_idx))),
-                                       replace=False))
+    train_idx = subsample_rows(ds.train_idx, d.subsample, seed, minimum=2)
     perm = np.random.default_rng((seed, 1)).permutation(train_idx)
     n_clean = max(1, round(cfg.defense.clean_fraction * len(perm)))
     clean_idx, fit_idx = np.sort(perm[:n_clean]), np.sort(perm[n_clean:])

@@ -23,9 +23,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds.common import Subsample, subsample_rows
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 
@@ -39,18 +40,10 @@ class DeepDatasetConfig(_Strict):
     # (default: the dataset's first group column).
     group: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    subsample: int | float | None = None  # training rows to keep (fraction or count)
+    subsample: Subsample = None  # training rows to keep (fraction or count)
     # Tabular data only: keep the group's own columns among the features.
     use_group_as_feature: bool = False
 
-    @field_validator("subsample")
-    @classmethod
-    def _subsample_range(cls, v):
-        if v is None:
-            return v
-        if isinstance(v, bool) or v <= 0 or (isinstance(v, float) and v > 1):
-            raise ValueError("must be a fraction in (0, 1] or a row count >= 1")
-        return v
 
 
 class DeepModelConfig(_Strict):
@@ -178,7 +171,7 @@ class Trained:
 
 
 def train_on(ds, group: str, model: DeepModelConfig, method_cfg: MethodConfig,
-             t: TrainingConfig, seed: int, subsample: int | float | None = None) -> Trained:
+             t: TrainingConfig, seed: int, subsample: Subsample = None) -> Trained:
     """Train ``method_cfg`` on ``ds``'s training split (optionally subsampled, minus a
     validation part) and predict its test split. Shared by the deep-based kinds."""
     from trustlab.experiments.executors import seed_everything
@@ -186,13 +179,7 @@ def train_on(ds, group: str, model: DeepModelConfig, method_cfg: MethodConfig,
     from trustlab.training.deep import train as train_method
 
     seed_everything(seed)  # torch is loaded now
-    train_idx = np.asarray(ds.train_idx)
-    if subsample is not None:
-        n = (int(round(subsample * len(train_idx))) if isinstance(subsample, float)
-             else int(subsample))
-        rng = np.random.default_rng(seed)
-        train_idx = np.sort(rng.choice(train_idx, size=max(1, min(n, len(train_idx))),
-                                       replace=False))
+    train_idx = subsample_rows(ds.train_idx, subsample, seed)
     val = None
     if t.val_fraction > 0:
         train_idx, val_idx = _split_validation(ds, train_idx, group, t.val_fraction, seed)

@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds.common import Subsample, subsample_rows
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 from trustlab.experiments.kinds.deep import (DeepModelConfig, MethodConfig, TrainingConfig,
                                              _load, _numeric, prediction_artifacts,
@@ -46,7 +47,7 @@ class _Strict(BaseModel):
 class MinorityDatasetConfig(_Strict):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
-    subsample: int | float | None = None  # training rows kept before the minority is made
+    subsample: Subsample = None  # training rows kept before the minority is made
 
 
 class MinorityConfig(_Strict):
@@ -97,11 +98,7 @@ def run(cfg: MinorityClassConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     d, m = cfg.dataset, cfg.minority
     ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
     if d.subsample is not None:  # a smaller training set first, then the minority
-        n = (int(round(d.subsample * len(ds.train_idx))) if isinstance(d.subsample, float)
-             else int(d.subsample))
-        rng = np.random.default_rng(seed)
-        keep = rng.choice(ds.train_idx, size=max(1, min(n, len(ds.train_idx))), replace=False)
-        ds = ds.with_split(np.sort(keep), ds.test_idx)
+        ds = ds.with_split(subsample_rows(ds.train_idx, d.subsample, seed), ds.test_idx)
     if m.full:
         ds = balanced_full(ds, seed)
         label = None

@@ -27,9 +27,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds.common import Subsample, subsample_rows
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 VICTIMS = ("random_forest", "gradient_boosting", "logistic_regression")
@@ -44,18 +45,10 @@ class DatasetConfig(_Strict):
     sensitive: str
     privileged: str | int | float | bool | None = None
     # Train rows to keep (a fraction in (0, 1] or a count), drawn with the trial seed.
-    subsample: int | float | None = None
+    subsample: Subsample = None
     use_sensitive_as_feature: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("subsample")
-    @classmethod
-    def _subsample_range(cls, v):
-        if v is None:
-            return v
-        if isinstance(v, bool) or v <= 0 or (isinstance(v, float) and v > 1):
-            raise ValueError("must be a fraction in (0, 1] or a row count >= 1")
-        return v
 
 
 class VictimConfig(_Strict):
@@ -187,13 +180,7 @@ def prepare(cfg: PoisoningConfig, seed: int) -> dict[str, Any]:
     ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
     unpriv, priv = _group_values(d, ds)
     group_feature = _sensitive_feature(d, ds) if d.use_sensitive_as_feature else None
-    train_idx = np.asarray(ds.train_idx)
-    if d.subsample is not None:
-        n = (int(round(d.subsample * len(train_idx))) if isinstance(d.subsample, float)
-             else int(d.subsample))
-        n = max(1, min(n, len(train_idx)))
-        train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, size=n,
-                                                               replace=False))
+    train_idx = subsample_rows(ds.train_idx, d.subsample, seed)
     y_all = ds.y[train_idx]
     if len(np.unique(y_all)) < 2:
         raise TrustlabError(f"the training split has a single class (subsample "

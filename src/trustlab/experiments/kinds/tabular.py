@@ -14,9 +14,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds.common import Subsample, subsample_rows
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 
@@ -31,16 +32,8 @@ class DatasetConfig(_Strict):
     use_sensitive_as_feature: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
     # Train rows to keep (a fraction in (0, 1] or a count), drawn with the trial seed.
-    subsample: int | float | None = None
+    subsample: Subsample = None
 
-    @field_validator("subsample")
-    @classmethod
-    def _subsample_range(cls, v):
-        if v is None:
-            return v
-        if isinstance(v, bool) or v <= 0 or (isinstance(v, float) and v > 1):
-            raise ValueError("must be a fraction in (0, 1] or a row count >= 1")
-        return v
 
 
 class ModelConfig(_Strict):
@@ -134,14 +127,8 @@ def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
 
     d = cfg.dataset
     ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
-    train_idx = np.asarray(ds.train_idx)
     if d.subsample is not None:
-        n = (int(round(d.subsample * len(train_idx))) if isinstance(d.subsample, float)
-             else int(d.subsample))
-        n = max(1, min(n, len(train_idx)))
-        rng = np.random.default_rng(seed)
-        train_idx = np.sort(rng.choice(train_idx, size=n, replace=False))
-        ds = ds.with_split(train_idx, ds.test_idx)
+        ds = ds.with_split(subsample_rows(ds.train_idx, d.subsample, seed), ds.test_idx)
 
     X_train, X_test = ds.X_train, ds.X_test
     if not d.use_sensitive_as_feature:
