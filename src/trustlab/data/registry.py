@@ -48,14 +48,18 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
     options (e.g. ``colored_mnist``'s ``label_noise``). Unknown options are an error.
     """
     spec = get_spec(name)
-    accepted = inspect.signature(spec.loader).parameters
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise TrustlabError(
-            f"dataset {name!r} has no option {unknown[0]!r}; options: "
-            + ", ".join(p for p in accepted if p not in ("data_dir", "seed"))
-        )
+    check_options(spec, params)
     return spec.loader(data_dir=resolve_data_dir(data_dir), seed=seed, **params)
+
+
+def check_options(spec: DatasetSpec, options: dict[str, Any]) -> None:
+    """Unknown loader options are an error naming the first one (checked before loading,
+    so an experiment file is validated without reading any data)."""
+    accepted = sorted(set(inspect.signature(spec.loader).parameters) - {"data_dir", "seed"})
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TrustlabError(f"dataset {spec.name!r} has no option {unknown[0]!r}; options: "
+                            f"{', '.join(accepted) or 'none'}")
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:

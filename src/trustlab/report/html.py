@@ -83,7 +83,8 @@ def scatter_section(results: Results, ctx: ReportContext) -> Section | None:
         note += (f"<p>x is the mean over seeds of each trial's |{_esc(x)}|, which can exceed "
                  f"the absolute value of the signed mean in the table when the sign changes "
                  f"from seed to seed.</p>")
-    return Section(f"Accuracy vs fairness ({y} vs {xlabel})", note + png_img(fig, f"{y} vs {xlabel}"))
+    title = f"{y} vs {xlabel}"
+    return Section(f"Accuracy vs fairness ({title})", note + png_img(fig, title))
 
 
 def comparison_section(results: Results, ctx: ReportContext) -> Section | None:

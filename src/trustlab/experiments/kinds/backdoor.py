@@ -30,42 +30,37 @@ import copy
 import io
 import json
 import time
-from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from trustlab.errors import TrustlabError
-from trustlab.experiments.kinds.common import Subsample, subsample_rows
+from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
+                                               subsample_rows)
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 DEFENSES = ("none", "neural_cleanse", "unlearning", "fine_pruning")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BackdoorDatasetConfig(_Strict):
+class BackdoorDatasetConfig(StrictConfig):
     name: str = "mnist"
     subsample: Subsample = None  # training rows to keep (fraction or count)
 
 
-
-class BackdoorModelConfig(_Strict):
+class BackdoorModelConfig(StrictConfig):
     name: str = "small_cnn"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class BackdoorTrainingConfig(_Strict):
+class BackdoorTrainingConfig(StrictConfig):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(3e-3, gt=0)
     device: str = "auto"
 
 
-class AttackConfig(_Strict):
+class AttackConfig(StrictConfig):
     trigger: str = "patch"
     size: int = Field(4, ge=1)
     position: str | tuple[int, int] = "bottom_right"
@@ -74,14 +69,14 @@ class AttackConfig(_Strict):
     alpha: float = Field(0.2, gt=0, le=1)
 
 
-class DefenseConfig(_Strict):
+class DefenseConfig(StrictConfig):
     name: str = "none"
     params: dict[str, Any] = Field(default_factory=dict)
     # Training rows held out (never poisoned or trained on) as the defender's clean data.
     clean_fraction: float = Field(0.1, gt=0, lt=1)
 
 
-class BackdoorConfig(_Strict):
+class BackdoorConfig(StrictConfig):
     dataset: BackdoorDatasetConfig = Field(default_factory=BackdoorDatasetConfig)
     model: BackdoorModelConfig = Field(default_factory=BackdoorModelConfig)
     training: BackdoorTrainingConfig = Field(default_factory=BackdoorTrainingConfig)
@@ -90,7 +85,7 @@ class BackdoorConfig(_Strict):
 
 
 # -- defense parameters ---------------------------------------------------------------------
-class NCParams(_Strict):
+class NCParams(StrictConfig):
     steps: int = Field(300, ge=1)
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(32, ge=1)
@@ -101,7 +96,7 @@ class NCParams(_Strict):
     anomaly_threshold: float = Field(2.0, gt=0)
 
 
-class UnlearningParams(_Strict):
+class UnlearningParams(StrictConfig):
     nc: NCParams = Field(default_factory=NCParams)
     fraction: float = Field(0.2, ge=0, le=1)   # of the clean rows that get the trigger
     epochs: int = Field(2, ge=1)
@@ -110,7 +105,7 @@ class UnlearningParams(_Strict):
     fallback: Literal["none", "lowest_l1"] = "lowest_l1"
 
 
-class FinePruningParams(_Strict):
+class FinePruningParams(StrictConfig):
     prune_fraction: float = Field(0.5, ge=0, le=1)
     epochs: int = Field(2, ge=0)
     lr: float = Field(1e-3, gt=0)
@@ -162,13 +157,6 @@ def validate(cfg: BackdoorConfig) -> None:
                             f"{', '.join(POSITIONS)} or [row, col]")
     defense_params(cfg.defense)
     resolve_device(cfg.training.device)
-
-
-@lru_cache(maxsize=2)
-def _load(name: str, seed: int):
-    from trustlab.data import load_dataset
-
-    return load_dataset(name, seed=seed)
 
 
 # The backdoored model of (dataset, model, training, attack, seed) is the same for every
@@ -251,7 +239,7 @@ def run(cfg: BackdoorConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     seed_everything(seed)
     params = defense_params(cfg.defense)
     d, a, t = cfg.dataset, cfg.attack, cfg.training
-    ds = _load(d.name, seed)
+    ds = load_dataset_cached(d.name, seed)
     if not ds.is_image:
         raise TrustlabError(f"dataset {d.name!r} is not an image dataset")
     n_classes = int(ds.n_classes)

@@ -1,11 +1,20 @@
-"""What several trial kinds' configs share: the ``subsample`` key and how it draws rows."""
+"""What the trial kinds share: a strict config base, the ``subsample`` key and how it
+draws rows, and the per-process dataset cache."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from functools import lru_cache
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+class StrictConfig(BaseModel):
+    """A config block where an unknown key is an error that names it."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _check_subsample(v):
@@ -30,3 +39,16 @@ def subsample_rows(train_idx: np.ndarray, subsample: int | float | None, seed: i
          else int(subsample))
     n = max(minimum, min(n, len(train_idx)))
     return np.sort(np.random.default_rng(seed).choice(train_idx, size=n, replace=False))
+
+
+def load_dataset_cached(name: str, seed: int, options: dict[str, Any] | None = None):
+    """``load_dataset`` cached per process: a sweep's trials in one worker (other models,
+    methods, defenses) reuse the loaded data instead of reading it again."""
+    return _load(name, seed, json.dumps(options or {}, sort_keys=True))
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, seed: int, options_json: str):
+    from trustlab.data import load_dataset
+
+    return load_dataset(name, seed=seed, **json.loads(options_json))

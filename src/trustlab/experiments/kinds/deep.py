@@ -19,22 +19,19 @@ import io
 import json
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from trustlab.data.registry import check_options
 from trustlab.errors import TrustlabError
-from trustlab.experiments.kinds.common import Subsample, subsample_rows
+from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
+                                               subsample_rows)
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DeepDatasetConfig(_Strict):
+class DeepDatasetConfig(StrictConfig):
     name: str
     # The group column the methods balance/reweigh and the audit reports on
     # (default: the dataset's first group column).
@@ -45,18 +42,17 @@ class DeepDatasetConfig(_Strict):
     use_group_as_feature: bool = False
 
 
-
-class DeepModelConfig(_Strict):
+class DeepModelConfig(StrictConfig):
     name: str = "mlp"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class MethodConfig(_Strict):
+class MethodConfig(StrictConfig):
     name: str = "erm"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictConfig):
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(128, ge=1)
     sampler: str = "shuffle"
@@ -68,7 +64,7 @@ class TrainingConfig(_Strict):
     device: str = "auto"  # auto = cuda when available, else cpu
 
 
-class DeepConfig(_Strict):
+class DeepConfig(StrictConfig):
     dataset: DeepDatasetConfig
     model: DeepModelConfig = Field(default_factory=DeepModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
@@ -76,16 +72,11 @@ class DeepConfig(_Strict):
 
 
 def validate_dataset(name: str, options: dict[str, Any], group: str | None):
-    import inspect
 
     from trustlab.data import get_spec
 
     spec = get_spec(name)
-    accepted = set(inspect.signature(spec.loader).parameters) - {"data_dir", "seed"}
-    for opt in options:
-        if opt not in accepted:
-            raise TrustlabError(f"dataset {spec.name!r} has no option {opt!r}; options: "
-                                f"{', '.join(sorted(accepted)) or 'none'}")
+    check_options(spec, options)
     if group is not None and group not in spec.groups:
         raise TrustlabError(f"dataset.group: {spec.name!r} has no group column "
                             f"{group!r}; choose one of: {', '.join(spec.groups)}")
@@ -118,13 +109,6 @@ def validate(cfg: DeepConfig) -> None:
     """Name checks before anything runs (torch is imported: the sweep will need it)."""
     validate_dataset(cfg.dataset.name, cfg.dataset.options, cfg.dataset.group)
     validate_training(cfg.model, cfg.method, cfg.training)
-
-
-@lru_cache(maxsize=4)
-def _load(name: str, seed: int, options_json: str):
-    from trustlab.data import load_dataset
-
-    return load_dataset(name, seed=seed, **json.loads(options_json))
 
 
 def _numeric(ds, group: str, keep_group: bool):
@@ -224,7 +208,7 @@ def run(cfg: DeepConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     from trustlab.metrics import audit
 
     d = cfg.dataset
-    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
+    ds = load_dataset_cached(d.name, seed, d.options)
     group = d.group or ds.groups.columns[0]
     ds = _numeric(ds, group, d.use_group_as_feature)
     trained = train_on(ds, group, cfg.model, cfg.method, cfg.training, seed, d.subsample)

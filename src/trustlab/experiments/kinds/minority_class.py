@@ -25,32 +25,28 @@ class x percentage heatmap.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from trustlab.errors import TrustlabError
-from trustlab.experiments.kinds.common import Subsample, subsample_rows
+from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
+                                               subsample_rows)
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 from trustlab.experiments.kinds.deep import (DeepModelConfig, MethodConfig, TrainingConfig,
-                                             _load, _numeric, prediction_artifacts,
+                                             _numeric, prediction_artifacts,
                                              train_on, training_metrics, validate_dataset,
                                              validate_training)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MinorityDatasetConfig(_Strict):
+class MinorityDatasetConfig(StrictConfig):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
     subsample: Subsample = None  # training rows kept before the minority is made
 
 
-class MinorityConfig(_Strict):
+class MinorityConfig(StrictConfig):
     label: int | str | None = None  # class index or name
     target_percentage: float = Field(100.0, gt=0, le=100)
     full: bool = False  # the balanced "full" baseline
@@ -62,7 +58,7 @@ class MinorityConfig(_Strict):
         return self
 
 
-class MinorityClassConfig(_Strict):
+class MinorityClassConfig(StrictConfig):
     dataset: MinorityDatasetConfig
     model: DeepModelConfig = Field(default_factory=lambda: DeepModelConfig(name="small_cnn"))
     method: MethodConfig = Field(default_factory=MethodConfig)
@@ -74,7 +70,7 @@ def validate(cfg: MinorityClassConfig) -> None:
     validate_dataset(cfg.dataset.name, cfg.dataset.options, None)
     validate_training(cfg.model, cfg.method, cfg.training)
     if not cfg.minority.full:
-        ds = _load(cfg.dataset.name, 0, json.dumps(cfg.dataset.options, sort_keys=True))
+        ds = load_dataset_cached(cfg.dataset.name, 0, cfg.dataset.options)
         _class_index(ds, cfg.minority.label)
 
 
@@ -96,7 +92,7 @@ def run(cfg: MinorityClassConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     from trustlab.metrics import audit
 
     d, m = cfg.dataset, cfg.minority
-    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
+    ds = load_dataset_cached(d.name, seed, d.options)
     if d.subsample is not None:  # a smaller training set first, then the minority
         ds = ds.with_split(subsample_rows(ds.train_idx, d.subsample, seed), ds.test_idx)
     if m.full:

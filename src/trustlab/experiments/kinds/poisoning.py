@@ -23,24 +23,21 @@ from __future__ import annotations
 import io
 import json
 import time
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from trustlab.data.registry import check_options
 from trustlab.errors import TrustlabError
-from trustlab.experiments.kinds.common import Subsample, subsample_rows
+from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
+                                               subsample_rows)
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 VICTIMS = ("random_forest", "gradient_boosting", "logistic_regression")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetConfig(_Strict):
+class DatasetConfig(StrictConfig):
     name: str
     sensitive: str
     privileged: str | int | float | bool | None = None
@@ -50,13 +47,12 @@ class DatasetConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-
-class VictimConfig(_Strict):
+class VictimConfig(StrictConfig):
     name: str = "random_forest"
     params: dict[str, Any] = Field(default_factory=dict)  # e.g. n_estimators for speed
 
 
-class AttackConfig(_Strict):
+class AttackConfig(StrictConfig):
     optimizer: str = "bayesian"
     n_points: int = Field(20, ge=1)
     n_trials: int = Field(30, ge=1)
@@ -70,7 +66,7 @@ class AttackConfig(_Strict):
     inner_steps: int = Field(20, ge=1)
 
 
-class PoisoningConfig(_Strict):
+class PoisoningConfig(StrictConfig):
     dataset: DatasetConfig
     victim: VictimConfig = Field(default_factory=VictimConfig)
     attack: AttackConfig = Field(default_factory=AttackConfig)
@@ -79,7 +75,6 @@ class PoisoningConfig(_Strict):
 # -- validation ---------------------------------------------------------------------------
 def validate(cfg: PoisoningConfig) -> None:
     """Names and combinations, checked before any trial runs."""
-    import inspect
 
     from trustlab.attacks.fairness_poisoning import OBJECTIVES, OPTIMIZERS
     from trustlab.data import get_spec
@@ -105,20 +100,16 @@ def validate(cfg: PoisoningConfig) -> None:
     spec = get_spec(d.name)
     if spec.kind != "tabular":
         raise TrustlabError(f"dataset {spec.name!r} is not tabular (it is {spec.kind})")
-    accepted = set(inspect.signature(spec.loader).parameters) - {"data_dir", "seed"}
-    for opt in d.options:
-        if opt not in accepted:
-            raise TrustlabError(f"dataset {spec.name!r} has no option {opt!r}; options: "
-                                f"{', '.join(sorted(accepted)) or 'none'}")
+    check_options(spec, d.options)
     if d.sensitive not in spec.groups:
         raise TrustlabError(f"dataset {spec.name!r} has no sensitive attribute "
                             f"{d.sensitive!r}; choose one of: {', '.join(spec.groups)}")
     if a.poison_group != "optimize" and d.privileged is None:
         raise TrustlabError(f"attack.poison_group: {a.poison_group} needs dataset.privileged "
                             "(which value of the sensitive attribute is privileged)")
-    _group_values(d, _load(d.name, 0, json.dumps(d.options, sort_keys=True)))
+    _group_values(d, load_dataset_cached(d.name, 0, d.options))
     if d.use_sensitive_as_feature:
-        _sensitive_feature(d, _load(d.name, 0, json.dumps(d.options, sort_keys=True)))
+        _sensitive_feature(d, load_dataset_cached(d.name, 0, d.options))
 
 
 def _group_values(d: DatasetConfig, ds) -> tuple[str, str]:
@@ -156,14 +147,6 @@ def _sensitive_feature(d: DatasetConfig, ds) -> str:
     return col
 
 
-@lru_cache(maxsize=4)
-def _load(name: str, seed: int, options_json: str):
-    # Cached per worker process: a sweep over victims and optimizers reuses the table.
-    from trustlab.data import load_dataset
-
-    return load_dataset(name, seed=seed, **json.loads(options_json))
-
-
 # -- the data of one trial ------------------------------------------------------------------
 def prepare(cfg: PoisoningConfig, seed: int) -> dict[str, Any]:
     """Encoded fit / validation / test arrays, groups, and the poison space of a trial.
@@ -177,7 +160,7 @@ def prepare(cfg: PoisoningConfig, seed: int) -> dict[str, Any]:
     from trustlab.training.tabular_models import encode_features
 
     d, a = cfg.dataset, cfg.attack
-    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
+    ds = load_dataset_cached(d.name, seed, d.options)
     unpriv, priv = _group_values(d, ds)
     group_feature = _sensitive_feature(d, ds) if d.use_sensitive_as_feature else None
     train_idx = subsample_rows(ds.train_idx, d.subsample, seed)

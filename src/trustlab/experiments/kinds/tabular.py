@@ -8,24 +8,20 @@ Metrics are the audit's flat names (``accuracy``, ``demographic_parity_differenc
 from __future__ import annotations
 
 import io
-import json
 import time
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from trustlab.data.registry import check_options
 from trustlab.errors import TrustlabError
-from trustlab.experiments.kinds.common import Subsample, subsample_rows
+from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
+                                               subsample_rows)
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetConfig(_Strict):
+class DatasetConfig(StrictConfig):
     name: str
     sensitive: str
     privileged: str | int | float | bool | None = None
@@ -35,19 +31,18 @@ class DatasetConfig(_Strict):
     subsample: Subsample = None
 
 
-
-class ModelConfig(_Strict):
+class ModelConfig(StrictConfig):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     save: bool = False  # pickle the fitted model into the trial's artifact directory
 
 
-class MitigationConfig(_Strict):
+class MitigationConfig(StrictConfig):
     name: str = "none"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class TabularConfig(_Strict):
+class TabularConfig(StrictConfig):
     dataset: DatasetConfig
     model: ModelConfig
     mitigation: MitigationConfig = Field(default_factory=MitigationConfig)
@@ -55,7 +50,6 @@ class TabularConfig(_Strict):
 
 def validate(cfg: TabularConfig) -> None:
     """Name checks that need no data: dataset, its options and group, model, mitigation."""
-    import inspect
 
     from trustlab.data import get_spec  # importing trustlab.data registers the loaders
     from trustlab.mitigations import make_mitigation
@@ -64,11 +58,7 @@ def validate(cfg: TabularConfig) -> None:
     spec = get_spec(cfg.dataset.name)
     if spec.kind != "tabular":
         raise TrustlabError(f"dataset {spec.name!r} is not tabular (it is {spec.kind})")
-    accepted = set(inspect.signature(spec.loader).parameters) - {"data_dir", "seed"}
-    for opt in cfg.dataset.options:
-        if opt not in accepted:
-            raise TrustlabError(f"dataset {spec.name!r} has no option {opt!r}; options: "
-                                f"{', '.join(sorted(accepted)) or 'none'}")
+    check_options(spec, cfg.dataset.options)
     if cfg.dataset.sensitive not in spec.groups:
         raise TrustlabError(f"dataset {spec.name!r} has no sensitive attribute "
                             f"{cfg.dataset.sensitive!r}; choose one of: {', '.join(spec.groups)}")
@@ -81,7 +71,7 @@ def validate(cfg: TabularConfig) -> None:
 def _check_privileged(d: DatasetConfig) -> None:
     """``dataset.privileged`` must name one side of a binary sensitive attribute; checked
     on the data before the sweep starts, not after every trial has trained."""
-    values = sorted(map(str, _load(d.name, 0, json.dumps(d.options, sort_keys=True))
+    values = sorted(map(str, load_dataset_cached(d.name, 0, d.options)
                         .groups[d.sensitive].unique()))
     if len(values) != 2:
         from trustlab.data import get_spec
@@ -94,7 +84,6 @@ def _check_privileged(d: DatasetConfig) -> None:
     if str(d.privileged) not in values:
         raise TrustlabError(f"dataset.privileged: {d.privileged!r} is not a value of "
                             f"{d.sensitive!r} ({', '.join(values)})")
-
 
 
 def _mitigation_params(cfg: TabularConfig) -> dict[str, Any]:
@@ -112,21 +101,13 @@ def _mitigation_params(cfg: TabularConfig) -> dict[str, Any]:
     return params
 
 
-@lru_cache(maxsize=4)
-def _load(name: str, seed: int, options_json: str):
-    # Cached per worker process: a sweep over models reuses the loaded table.
-    from trustlab.data import load_dataset
-
-    return load_dataset(name, seed=seed, **json.loads(options_json))
-
-
 def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     from trustlab.metrics import audit
     from trustlab.mitigations import make_mitigation
     from trustlab.training.tabular_models import encode_features, make_model
 
     d = cfg.dataset
-    ds = _load(d.name, seed, json.dumps(d.options, sort_keys=True))
+    ds = load_dataset_cached(d.name, seed, d.options)
     if d.subsample is not None:
         ds = ds.with_split(subsample_rows(ds.train_idx, d.subsample, seed), ds.test_idx)
 
