@@ -1,7 +1,7 @@
 """Audit speed: trustlab.audit vs fairlearn MetricFrame on the same data, same process.
 
 Both compute accuracy, selection rate, TPR and FPR per group (10 groups) plus the overall
-values; trustlab additionally derives every other S2 metric from the same counts.
+values; trustlab additionally derives every other group-fairness metric from the same counts.
 
     .venv/bin/python bench/bench_metrics.py            # 1M and 10M rows
     .venv/bin/python bench/bench_metrics.py --rows 1000000 --repeats 5

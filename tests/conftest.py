@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
+
+# Test-only trial kinds register through the plugin mechanism, in this process and in every
+# `trustlab run` subprocess and worker the tests start (they inherit the environment).
+# The tests folder goes on PYTHONPATH so that subprocesses can import that module too.
+os.environ["TRUSTLAB_PLUGINS"] = "test_experiments_helpers"
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_TESTS, os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")

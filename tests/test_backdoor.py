@@ -1,5 +1,5 @@
-"""S7 building blocks against hand computations: trigger stamping, poisoning counts, the
-backdoor metrics, the MAD anomaly index, and config validation."""
+"""Backdoor building blocks against hand computations: trigger stamping, poisoning counts,
+the backdoor metrics, the MAD anomaly index, and the triggers' parameter declarations."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from trustlab.attacks.backdoor import Trigger, backdoor_metrics, n_poison, poison, stamp
+from trustlab.attacks.backdoor import (TRIGGERS, PatchTrigger, PoisonSettings, Trigger,
+                                       backdoor_metrics, make_trigger, n_poison, poison, stamp)
 from trustlab.defenses.neural_cleanse import anomaly_indices, flagged_labels
 from trustlab.errors import TrustlabError
+from trustlab.registry import ParamError
 
 
 def _images(n=5, shape=(1, 12, 10), seed=0):
@@ -21,7 +23,7 @@ def _images(n=5, shape=(1, 12, 10), seed=0):
                                               ("top_right", (0, 6)), ((3, 2), (3, 2))])
 def test_patch_changes_exactly_the_square(position, corner):
     x = _images()
-    trig = Trigger("patch", x.shape[1:], size=4, position=position)
+    trig = make_trigger("patch", x.shape[1:], size=4, position=position)
     out = trig.apply(x)
     changed = np.any(out != x, axis=(0, 1))
     expected = np.zeros(x.shape[2:], bool)
@@ -34,7 +36,7 @@ def test_patch_changes_exactly_the_square(position, corner):
 
 def test_pattern_is_a_checkerboard_in_the_square():
     x = _images(shape=(3, 8, 8))
-    out = Trigger("pattern", x.shape[1:], size=3, position="bottom_left").apply(x)
+    out = make_trigger("pattern", x.shape[1:], size=3, position="bottom_left").apply(x)
     expected = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
     for img in out:
         for ch in img:
@@ -46,20 +48,20 @@ def test_pattern_is_a_checkerboard_in_the_square():
 
 def test_blended_is_alpha_blend_and_torch_matches_numpy():
     x = _images(shape=(1, 6, 6))
-    trig = Trigger("blended", x.shape[1:], alpha=0.2, seed=3)
+    trig = make_trigger("blended", x.shape[1:], alpha=0.2, seed=3)
     pattern = trig.pattern
     assert pattern.min() >= 0 and pattern.max() <= 1 and pattern.std() > 0.1
     np.testing.assert_allclose(trig.apply(x), 0.8 * x + 0.2 * pattern, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(trig.apply(torch.tensor(x)).numpy(), trig.apply(x), atol=1e-7)
     # the same seed gives the same pattern, another seed another one
-    assert np.array_equal(Trigger("blended", x.shape[1:], seed=3).pattern, pattern)
-    assert not np.array_equal(Trigger("blended", x.shape[1:], seed=4).pattern, pattern)
+    assert np.array_equal(make_trigger("blended", x.shape[1:], seed=3).pattern, pattern)
+    assert not np.array_equal(make_trigger("blended", x.shape[1:], seed=4).pattern, pattern)
 
 
 def test_poisoning_adds_rounded_rate_of_nontarget_copies_with_target_label():
     x = _images(n=53, shape=(1, 8, 8))
     y = np.arange(53) % 5            # label 2 is the target: 42 non-target rows
-    trig = Trigger("patch", (1, 8, 8), size=2)
+    trig = PatchTrigger((1, 8, 8), size=2)
     p = poison(x, y, trig, target=2, rate=0.15, seed=0)
     k = round(0.15 * 42)
     assert n_poison(42, 0.15) == k == 6
@@ -95,14 +97,64 @@ def test_mad_anomaly_index_matches_hand_computation_and_flags_low_outlier():
 
 
 def test_trigger_rejects_bad_input():
-    with pytest.raises(TrustlabError, match="unknown trigger 'star'"):
-        Trigger("star", (1, 8, 8))
-    with pytest.raises(TrustlabError, match="does not fit"):
-        Trigger("patch", (1, 8, 8), size=4, position=(6, 6))
-    with pytest.raises(TrustlabError, match="unknown position"):
-        Trigger("patch", (1, 8, 8), position="middle_left")
-    with pytest.raises(TrustlabError, match="poison_rate"):
-        poison(_images(), np.zeros(5, int), Trigger("patch", (1, 12, 10)), 0, 1.5)
+    with pytest.raises(TrustlabError, match="unknown backdoor attack 'star'"):
+        make_trigger("star", (1, 8, 8))
+    with pytest.raises(ParamError, match="position: a 4x4 trigger at .6, 6. does not fit"):
+        make_trigger("patch", (1, 8, 8), size=4, position=(6, 6))
+    with pytest.raises(ParamError, match="position: .*does not fit in a 8x8 image"):
+        make_trigger("pattern", (1, 8, 8), size=9, position="top_left")
+    with pytest.raises(ParamError, match="unknown position 'middle_left'"):
+        make_trigger("patch", (1, 8, 8), position="middle_left")
+    with pytest.raises(ParamError, match="poison_rate"):
+        poison(_images(), np.zeros(5, int), make_trigger("patch", (1, 12, 10)), 0, 1.5)
+    with pytest.raises(TrustlabError, match=r"images \(C, H, W\)"):
+        make_trigger("patch", (64,))
+
+
+@pytest.mark.parametrize("name, params, key", [
+    ("patch", {"size": 0}, "size"),
+    ("pattern", {"size": 2.5}, "size"),
+    ("patch", {"position": [1, 2, 3]}, "position"),
+    ("patch", {"alpha": 0.5}, "alpha"),          # not a parameter of a square trigger
+    ("blended", {"alpha": 0}, "alpha"),
+    ("blended", {"alpha": 1.5}, "alpha"),
+    ("blended", {"size": 4}, "size"),
+])
+def test_trigger_parameters_are_declared_once_and_checked(name, params, key):
+    with pytest.raises(ParamError) as err:
+        make_trigger(name, (1, 8, 8), **params)
+    assert err.value.key == key
+    # the registry resolves the same declaration (what a config block uses)
+    with pytest.raises(ParamError, match=key):
+        TRIGGERS.resolve(name, params)
+
+
+def test_trigger_defaults_come_from_the_declaration():
+    assert TRIGGERS.resolve("patch", {}) == {"size": 4, "position": "bottom_right"}
+    assert TRIGGERS.resolve("blended", {}) == {"alpha": 0.2}
+    assert set(TRIGGERS) >= {"patch", "pattern", "blended"}
+    trig = make_trigger("pattern", (1, 8, 8), position=[2, 3])
+    assert trig.position == (2, 3) and trig.size == 4 and trig.params.size == 4
+    assert PoisonSettings().to_dict() == {"target": 0, "poison_rate": 0.1}
+
+
+class CleanLabelPatch(PatchTrigger):
+    """Toy clean-label trigger: poisons the target's own images (no relabelling needed)."""
+
+    name = "clean_label_patch"
+
+    def poison_candidates(self, y, target):
+        return np.flatnonzero(np.asarray(y) == target)
+
+
+def test_a_clean_label_trigger_is_one_subclass():
+    x = _images(n=40, shape=(1, 8, 8))
+    y = np.arange(40) % 4                           # 10 rows of the target 1
+    trig = CleanLabelPatch((1, 8, 8), size=2)
+    assert isinstance(trig, Trigger)
+    p = poison(x, y, trig, target=1, rate=0.5, seed=0)
+    assert p.is_poison.sum() == 5 and np.all(y[p.source_idx] == 1)
+    np.testing.assert_array_equal(p.x[40:], trig.apply(x[p.source_idx]))
 
 
 def test_stamp_accepts_a_reversed_mask_with_channel_axis():

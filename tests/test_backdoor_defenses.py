@@ -1,5 +1,6 @@
-"""S7 on real models: a BadNets backdoor really takes (MNIST), Neural Cleanse finds it,
-unlearning and fine-pruning behave as specified (a small CNN on 8x8 digits, to stay fast).
+"""Backdoor defenses on real models: a BadNets backdoor really takes (MNIST), Neural Cleanse
+finds it, unlearning and fine-pruning behave as specified (a small CNN on 8x8 digits, to
+stay fast), and each defense's ``defend(case)`` gives what its lower-level API gives.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ import pytest
 import torch
 
 from trustlab.attacks.backdoor import (
-    Trigger,
+    BackdoorCase,
     backdoor_metrics,
     evaluate_backdoor,
+    make_trigger,
     poison,
     predict_labels,
 )
 from trustlab.data import load_dataset
+from trustlab.defenses import DEFENSES, apply_defense, make_defense
 from trustlab.defenses.fine_pruning import FinePruning, channel_activity
 from trustlab.defenses.neural_cleanse import NeuralCleanse
 from trustlab.defenses.unlearning import Unlearning
+from trustlab.registry import ParamError
 from trustlab.training.deep import SplitTensors, build_method, train
 
 TARGET = 0
@@ -39,7 +43,7 @@ def _backdoored(name, n_train, size, epochs, width, seed=0, n_clean=300, rate=0.
     y = np.asarray(ds.y).astype(np.int64)
     perm = np.random.default_rng(seed).permutation(np.asarray(ds.train_idx))
     clean_idx, fit_idx = perm[:n_clean], perm[n_clean:n_clean + n_train]
-    trig = Trigger("patch", X.shape[1:], size=size, position="bottom_right")
+    trig = make_trigger("patch", X.shape[1:], size=size, position="bottom_right")
     p = poison(X[fit_idx], y[fit_idx], trig, TARGET, rate, seed=seed)
     data = SplitTensors(torch.tensor(p.x), torch.tensor(p.y), torch.tensor(p.is_poison * 1),
                         ["clean", "poisoned"], 10)
@@ -140,3 +144,73 @@ def test_fine_pruning_masks_exactly_the_requested_channels(digits_bd, fraction):
         act = channel_activity(f.model_, digits_bd["x_test"])
         assert np.all(act[f.pruned_] == 0) and np.all(act[f.keep_mask_] >= 0)
         assert (act[f.keep_mask_] > 0).sum() > 0
+
+
+def _case(bd):
+    return BackdoorCase(model=bd["model"], n_classes=10, x_clean=bd["x_clean"],
+                        y_clean=bd["y_clean"], x_test=bd["x_test"], y_test=bd["y_test"],
+                        trigger=bd["trigger"], target=TARGET, seed=0, device="cpu")
+
+
+def test_neural_cleanse_as_a_defense_gives_its_fit_metrics_and_npz(digits_bd, digits_nc):
+    case = _case(digits_bd)
+    nc = make_defense("neural_cleanse", {"steps": 150, "batch_size": 16}, seed=0,
+                      device="cpu")
+    metrics, artifacts = apply_defense(nc, case)
+    np.testing.assert_array_equal(nc.masks_, digits_nc.masks_)   # same numerics as fit()
+    assert metrics["nc.detected_label"] == TARGET and metrics["nc.flagged_target"] == 1.0
+    assert metrics["nc.n_flagged"] == len(digits_nc.flagged_)
+    assert [metrics[f"nc.l1.{k}"] for k in range(10)] == digits_nc.l1_norms_.tolist()
+    assert metrics["nc.min_l1_label"] == TARGET
+    assert not any(k.startswith("repaired.") for k in metrics)   # detection only
+    assert set(artifacts) == {"nc_triggers.npz"}
+    import io
+
+    z = np.load(io.BytesIO(artifacts["nc_triggers.npz"]))
+    assert set(z.files) == {"masks", "patterns", "l1", "anomaly_index", "flagged", "target",
+                            "true_mask", "true_pattern", "anomaly_threshold"}
+    np.testing.assert_array_equal(z["true_mask"], digits_bd["trigger"].mask)
+    assert int(z["target"]) == TARGET and z["flagged"].tolist() == digits_nc.flagged_
+
+
+def test_repairs_as_defenses_return_the_repaired_model(digits_bd):
+    case = _case(digits_bd)
+    fp = FinePruning(prune_fraction=0.5, epochs=0, seed=0, device="cpu")
+    metrics, artifacts = apply_defense(fp, case)
+    assert artifacts == {}
+    assert metrics["fp.pruned_channels"] == round(0.5 * metrics["fp.channels"])
+    assert metrics["repaired.clean_accuracy"] == case.evaluate(fp.model_)["clean_accuracy"]
+    # unlearning with fallback none and a detector that flags nothing: no repair
+    un = make_defense("unlearning", {"nc": {"steps": 1, "anomaly_threshold": 1e9},
+                                     "fallback": "none"}, seed=0, device="cpu")
+    metrics, _ = apply_defense(un, case)
+    assert metrics["unlearn.applied"] == 0.0 and metrics["unlearn.label"] == -1.0
+    before = case.evaluate(case.model)
+    assert {k: metrics[f"repaired.{k}"] for k in before} == before
+
+
+@pytest.mark.parametrize("name, params, key", [
+    ("neural_cleanse", {"steps": 0}, "steps"),
+    ("neural_cleanse", {"cost_multiplier": 1.0}, "cost_multiplier"),
+    ("neural_cleanse", {"attack_threshold": 1.5}, "attack_threshold"),
+    ("unlearning", {"fraction": 1.2}, "fraction"),
+    ("unlearning", {"nc": {"lr": 0}}, "nc.lr"),
+    ("unlearning", {"fallback": "random"}, "fallback"),
+    ("fine_pruning", {"epochs": -1}, "epochs"),
+    ("fine_pruning", {"prune_fraction": 2}, "prune_fraction"),
+    ("none", {"steps": 3}, "steps"),
+])
+def test_defense_parameters_are_declared_once_and_checked(name, params, key):
+    with pytest.raises(ParamError) as err:
+        make_defense(name, params)
+    assert err.value.key == key
+    with pytest.raises(ParamError, match=f"params.{key}"):
+        DEFENSES.resolve(name, params)
+
+
+def test_lower_level_constructors_keep_their_keywords_and_defaults():
+    nc = NeuralCleanse(steps=150, batch_size=16, seed=3, device="cpu")
+    assert (nc.steps, nc.batch_size, nc.lr, nc.seed, nc.device) == (150, 16, 0.1, 3, "cpu")
+    un = Unlearning(fraction=0.3)
+    assert (un.fraction, un.epochs, un.fallback, un.nc.steps) == (0.3, 2, "lowest_l1", 300)
+    assert FinePruning().prune_fraction == 0.5

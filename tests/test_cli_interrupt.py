@@ -32,7 +32,7 @@ def test_sigint_exits_130_and_the_sweep_resumes(tmp_path, workers):
     exp = tmp_path / "slow.yaml"
     exp.write_text(textwrap.dedent("""
         name: slow
-        kind: "test_experiments_helpers:value"
+        kind: "test_value"
         params: {sleep: 0.4}
         seeds: [0, 1, 2, 3]
         grid:

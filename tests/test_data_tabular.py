@@ -43,7 +43,7 @@ def test_compas_and_german_sizes_and_seeded_split():
 def test_unknown_dataset_and_option():
     with pytest.raises(TrustlabError, match="unknown dataset"):
         load_dataset("imagenet")
-    with pytest.raises(TrustlabError, match="no option"):
+    with pytest.raises(TrustlabError, match=r"^options.colour: unknown parameter"):
         load_dataset("german", colour=1)
 
 
@@ -102,3 +102,64 @@ def test_run_data_dir_option_reaches_the_loader(tmp_path, capsys, monkeypatch):
     code = main(["run", str(exp), "--out", str(tmp_path / "out"),
                  "--data-dir", str(tmp_path / "data")])
     assert code == 2 and "does not match" in capsys.readouterr().err
+
+
+# -- the dataset registry ------------------------------------------------------------------
+def test_dataset_options_are_the_loaders_signature_and_bad_values_are_one_line():
+    """Every dataset's ``Params`` is derived from its loader's keyword arguments; a bad
+    value is a one-line ParamError naming ``options.<option>``."""
+    import inspect
+
+    from trustlab.data import DATASETS, get_spec
+    from trustlab.data.registry import check_options
+    from trustlab.registry import ParamError, get_registry
+
+    assert get_registry("datasets") is DATASETS
+    assert {"adult", "compas", "german", "mnist", "colored_mnist"} <= set(DATASETS)
+    for name in DATASETS:
+        spec = get_spec(name)
+        loader_args = [p for p in inspect.signature(spec.loader).parameters
+                       if p not in ("data_dir", "seed")]
+        assert list(spec.Params.model_fields) == loader_args, name
+        check_options(spec, {})  # the loader's defaults are valid
+        for option in spec.Params.model_fields:
+            with pytest.raises(ParamError) as info:
+                check_options(spec, {option: [[]]})
+            assert info.value.key == f"options.{option}"
+            assert str(info.value).startswith(f"options.{option}: ")
+            assert len(str(info.value).splitlines()) == 1
+        with pytest.raises(ParamError, match=r"^options.colour: unknown parameter"):
+            check_options(spec, {"colour": 1})
+    # types are checked too, strictly (the loader receives the value as written)
+    with pytest.raises(ParamError, match=r"^options.test_size: .*valid number"):
+        check_options(get_spec("german"), {"test_size": "0.3"})
+    check_options(get_spec("german"), {"test_size": 0.5})
+
+
+def test_a_registered_dataset_is_listed_and_loadable():
+    from trustlab.data import DATASETS, Dataset, dataset_table
+    from trustlab.data.registry import DatasetSpec, register_dataset
+
+    def load_toy(data_dir=None, seed: int = 0, rows: int = 4):
+        import pandas as pd
+
+        X = pd.DataFrame({"x": np.arange(rows, dtype=float)})
+        groups = pd.DataFrame({"g": ["a", "b"] * (rows // 2)})
+        return Dataset(name="toy", X=X, y=np.arange(rows) % 2, groups=groups,
+                       train_idx=np.arange(rows // 2), test_idx=np.arange(rows // 2, rows),
+                       class_names=["0", "1"])
+
+    spec = register_dataset(DatasetSpec("toy_rows", load_toy, lambda d: "memory", "a toy",
+                                        4, ("g",), "tabular", "nowhere"))
+    try:
+        assert "toy_rows" in [r["name"] for r in dataset_table()]
+        assert list(spec.Params.model_fields) == ["rows"]
+        assert load_dataset("toy_rows", rows=6).n_rows == 6
+        with pytest.raises(TrustlabError, match="options.rows"):
+            load_dataset("toy_rows", rows="six")
+        with pytest.raises(TrustlabError, match="already registered"):
+            register_dataset(DatasetSpec("toy_rows", load_toy, lambda d: None, "again", 4,
+                                         ("g",), "tabular", "nowhere"))
+    finally:
+        DATASETS.unregister("toy_rows")
+    assert "toy_rows" not in DATASETS

@@ -1,4 +1,4 @@
-"""Bias-inducing transforms (S1, S6): exact counts, untouched test split, determinism."""
+"""Bias-inducing transforms (minority classes, label bias): exact counts, untouched test split, determinism."""
 
 from __future__ import annotations
 

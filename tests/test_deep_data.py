@@ -87,9 +87,11 @@ def test_epoch_undersampling_and_loader_counts():
 
 
 def test_loader_rejects_bad_options():
-    with pytest.raises(TrustlabError, match="unknown sampler"):
+    with pytest.raises(TrustlabError, match="sampler: Input should be 'shuffle'"):
         make_loader(_toy(), 8, 0, sampler="smote")
-    with pytest.raises(TrustlabError, match="balance_by"):
+    with pytest.raises(TrustlabError, match="balance_by: Input should be 'group' or 'class'"):
         make_loader(_toy(), 8, 0, balance_by="colour")
+    with pytest.raises(TrustlabError, match="batch_size: Input should be greater than"):
+        make_loader(_toy(), 0, 0)
     with pytest.raises(TrustlabError, match="batch_size >= the number of groups"):
         make_loader(_toy(), 2, 0, sampler="balanced_batch")

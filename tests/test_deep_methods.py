@@ -1,5 +1,5 @@
-"""Deep training methods (S5): each one's defining property against a hand computation,
-and every registered method training on real data."""
+"""Deep training methods: each one's defining property against a hand computation, every
+registered method training on real data, and their parameter declarations."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch.nn import functional as F
 
 from trustlab.errors import TrustlabError
+from trustlab.registry import ParamError
 from trustlab.training.deep import (
-    HPARAMS,
     METHODS,
+    Method,
     build_method,
     make_method,
     make_model,
-    resolve_hparams,
     split_tensors,
     train,
 )
@@ -55,16 +55,32 @@ def _batch(n=12, n_features=4, n_classes=3, seed=0):
     return x, y, g
 
 
-def test_registry_and_hparams_agree():
-    assert set(METHODS) == set(HPARAMS) == {
+def test_registry_and_parameter_declarations():
+    assert set(METHODS) == {
         "erm", "reweight", "group_dro", "spectral_decoupling", "mindiff", "flooding",
         "hard_example_mining", "adversarial_training", "dann"}
-    with pytest.raises(TrustlabError, match="no hyper-parameter 'etta'"):
-        resolve_hparams("group_dro", {"etta": 1})
-    with pytest.raises(TrustlabError, match="must be one of class, group"):
-        resolve_hparams("reweight", {"by": "sex"})
+    net = make_model("mlp", (4,), 2)
+    with pytest.raises(ParamError, match="etta: unknown parameter; parameters: adjustment, "
+                                         "eta, lr"):
+        make_method("group_dro", net, 2, 2, {"etta": 1})
+    with pytest.raises(ParamError, match="by: Input should be 'group' or 'class'"):
+        make_method("reweight", net, 2, 2, {"by": "sex"})
+    with pytest.raises(ParamError, match="lr: Input should be greater than 0"):
+        make_method("erm", net, 2, 2, {"lr": 0})
     with pytest.raises(TrustlabError, match="unknown training method"):
-        make_method("irm", make_model("mlp", (4,), 2), 2, 2)
+        make_method("irm", net, 2, 2)
+    # The optimizer's parameters are declared once, on the base, and shared by every method.
+    for _, cls in METHODS.items():
+        assert issubclass(cls.Params, Method.Params) and cls.__doc__.strip()
+    assert METHODS.resolve("group_dro", {"eta": 0.5}) == {
+        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9,
+        "eta": 0.5, "adjustment": 0.0}
+    # `lambda` is the YAML name (a Python keyword): hparams keeps it.
+    method = make_method("spectral_decoupling", net, 2, 2, {"lambda": 0.3})
+    assert method.hparams["lambda"] == 0.3 and method.lambda_ == 0.3
+    assert isinstance(method.optimizer, torch.optim.Adam)
+    with pytest.raises(ParamError, match="group_b: must differ from group_a"):
+        make_method("mindiff", net, 2, 2, {"group_a": 1, "group_b": 1})
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -1,4 +1,5 @@
-"""Deep models (S5): shapes, the width knob, DenseNet-BC's published size, bad input."""
+"""Deep networks: shapes, the width knob, DenseNet-BC's published size, bad input, the
+registry's declarations."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from trustlab.errors import TrustlabError
-from trustlab.training.deep import count_parameters, make_model
+from trustlab.registry import ParamError
+from trustlab.training.deep import NETWORKS, count_parameters, make_model
 
 
 @pytest.mark.parametrize("name,shape", [("mlp", (1, 8, 8)), ("mlp", (2, 28, 28)),
@@ -50,11 +52,23 @@ def test_densenet_bc_on_cifar_batch():
 
 
 def test_bad_model_input_is_a_trustlab_error():
-    with pytest.raises(TrustlabError, match="unknown deep model"):
+    with pytest.raises(TrustlabError, match="unknown network 'resnet'"):
         make_model("resnet", (1, 8, 8), 10)
-    with pytest.raises(TrustlabError, match="no parameter 'widht'"):
+    with pytest.raises(ParamError, match="widht: unknown parameter; parameters: depth, "
+                                         "dropout, width"):
         make_model("mlp", (1, 8, 8), 10, widht=3)
-    with pytest.raises(TrustlabError, match="6n\\+4"):
+    with pytest.raises(ParamError, match="depth: must be 6n\\+4"):
         make_model("densenet_bc", (3, 32, 32), 10, depth=50)
-    with pytest.raises(TrustlabError, match="width"):
+    with pytest.raises(ParamError, match="width: Input should be greater than or equal to 1"):
         make_model("mlp", (1, 8, 8), 10, width=0)
+    with pytest.raises(TrustlabError, match="small_cnn needs image input"):
+        make_model("small_cnn", (64,), 10)
+
+
+def test_networks_declare_their_parameters():
+    assert list(NETWORKS) == ["mlp", "small_cnn", "densenet_bc"]
+    assert NETWORKS.resolve("densenet_bc", {"depth": 40}) == {
+        "depth": 40, "growth_rate": 12, "compression": 0.5}
+    model = make_model("mlp", (4,), 2, width=8)
+    assert (model.width, model.depth, model.dropout) == (8, 2, 0.0)
+    assert model.params == NETWORKS.get("mlp").Params(width=8)

@@ -9,14 +9,17 @@ import torch
 
 import trustlab.metrics
 from trustlab.errors import TrustlabError
+from trustlab.registry import ParamError, check_params
 from trustlab.training.deep import (
     EarlyStopping,
+    TrainingOptions,
     build_method,
     evaluate,
     predict,
     resolve_device,
     split_tensors,
     train,
+    train_network,
 )
 
 
@@ -81,6 +84,26 @@ def test_early_stopping_restores_the_best_epoch(digits):
     with pytest.raises(TrustlabError, match="is not measured"):
         train(m, tr, te, epochs=1, batch_size=64, seed=0,
               early_stopping={"metric": "val_auc"})
+    with pytest.raises(TrustlabError, match="early_stopping.mode: Input should be 'max'"):
+        train(m, tr, te, epochs=1, batch_size=64, seed=0, early_stopping={"mode": "up"})
+    with pytest.raises(TrustlabError, match="epochs: Input should be greater than"):
+        train(m, tr, te, epochs=0, batch_size=64, seed=0)
+
+
+def test_training_options_declare_the_loop_once():
+    opts = TrainingOptions(epochs=3, val_fraction=0.2,
+                           early_stopping={"metric": "val_accuracy", "patience": 2})
+    assert isinstance(opts.early_stopping, EarlyStopping)
+    assert opts.loop_kwargs() == {"epochs": 3, "batch_size": 128, "sampler": "shuffle",
+                                  "balance_by": "group", "early_stopping": opts.early_stopping,
+                                  "device": "auto"}
+    with pytest.raises(ParamError, match="early_stopping: 'val_accuracy' is a validation "
+                                         "metric: set val_fraction > 0"):
+        check_params(TrainingOptions, {"early_stopping": {"metric": "val_accuracy"}})
+    # Early stopping on a training column needs no validation split.
+    check_params(TrainingOptions, {"early_stopping": {"metric": "train_loss", "mode": "min"}})
+    with pytest.raises(ParamError, match="val_fraction: Input should be less than 1"):
+        check_params(TrainingOptions, {"val_fraction": 1.0})
 
 
 def test_devices():
@@ -94,8 +117,8 @@ def test_devices():
 
 
 def test_group_dro_beats_erm_worst_group_on_colored_mnist():
-    """The S5 claim on real data: ERM learns the colour shortcut (worst training group
-    accuracy near 0); Group DRO's worst group does far better."""
+    """The spurious-correlation claim on real data: ERM learns the colour shortcut (worst
+    group accuracy near 0); Group DRO's worst group does far better."""
     from trustlab.data import load_dataset
 
     ds = load_dataset("colored_mnist")
@@ -109,3 +132,22 @@ def test_group_dro_beats_erm_worst_group_on_colored_mnist():
         worst[method] = h.last["val_worst_group_accuracy"]
     assert worst["erm"] < 0.2
     assert worst["group_dro"] > worst["erm"] + 0.2
+
+
+def test_train_network_from_a_dataset_with_a_validation_split():
+    from trustlab.data import load_dataset
+
+    ds = load_dataset("digits")
+    ds = ds.with_split(ds.train_idx[:400], ds.test_idx)
+    options = TrainingOptions(epochs=3, batch_size=32, val_fraction=0.25,
+                              early_stopping={"metric": "val_accuracy", "patience": 1})
+    trained = train_network(ds, "digit", network="mlp", network_params={"width": 16},
+                            method="erm", method_params={"lr": 0.01}, options=options, seed=0)
+    # A quarter of the 400 training rows (stratified by digit) is the validation split.
+    assert trained.n_train == 300 and len(trained.y_test) == len(ds.test_idx)
+    assert "val_accuracy" in trained.history.last
+    metrics = trained.metrics()
+    assert metrics["epochs_run"] == len(trained.history.epochs) <= 3
+    assert metrics["n_params"] == 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+    assert set(trained.artifacts(ds.groups_test["digit"])) == {"history.json",
+                                                               "predictions.npz"}

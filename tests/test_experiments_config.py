@@ -54,11 +54,12 @@ def test_set_overrides_hydra_style(tmp_path):
     path = write(tmp_path, BASE)
     exp = load_experiment(path, ["dataset.name=compas", "dataset.privileged=Caucasian",
                                  "dataset.sensitive=race_binary", "seeds=[0]",
-                                 "model.params.C=1e-3"])
-    assert len(exp.trials) == 2
+                                 "model.name=logistic_regression", "model.params.C=1e-3"])
+    assert len(exp.trials) == 1
     cfg = exp.trials[0].config
     assert cfg["dataset"]["name"] == "compas"
-    assert cfg["model"]["params"] == {"C": 0.001}  # YAML 1.2 float, not the string "1e-3"
+    # YAML 1.2 float, not the string "1e-3"; the model's declared defaults are filled in
+    assert cfg["model"]["params"] == {"max_iter": 1000, "C": 0.001}
     # overriding a gridded key pins it; grid.<key>= replaces an axis
     pinned = load_experiment(path, ["model.name=xgboost"])
     assert {t.config["model"]["name"] for t in pinned.trials} == {"xgboost"}
@@ -75,7 +76,7 @@ def test_set_overrides_hydra_style(tmp_path):
     (BASE.replace("dataset: {name: adult,", "dataset: {subsample: lots, name: adult,"), [],
      "dataset.subsample"),
     (BASE.replace("[logistic_regression, xgboost]", "[logistic_regression, nope]"), [],
-     "unknown model 'nope'"),
+     "unknown tabular model 'nope'"),
     (BASE.replace("name: adult", "name: nosuchdata"), [], "unknown dataset 'nosuchdata'"),
     (BASE.replace("sensitive: sex", "sensitive: shoe_size"), [], "shoe_size"),
     (BASE.replace("mitigation: {name: none}", "mitigation: {name: magic}"), [],
@@ -86,6 +87,8 @@ def test_set_overrides_hydra_style(tmp_path):
     (BASE.replace("model: {name: logistic_regression}",
                   "model: {name: logistic_regression, params: {bogus: 1}}"), [], "bogus"),
     (BASE, ["seeds"], "bad --set 'seeds'"),
+    (BASE.replace("grid:\n", "grid:\n  mitigation: [{name: none}, {name: smote}]\n"),
+     ["mitigation.params.k_neighbors=3"], "'mitigation' is a grid axis"),
     (BASE, ["=3"], "bad --set"),
     (BASE, ["seeds=[0, 1"], "--set seeds: invalid YAML"),
     (BASE, ["dataset.name.x=1"], "is not a mapping"),
@@ -126,13 +129,25 @@ def test_missing_file_and_bad_executor(tmp_path, capsys):
 
 def test_generic_kind_and_duplicate_grid_points_collapse():
     exp = build_experiment({
-        "name": "g", "kind": "test_experiments_helpers:value", "seeds": [0, 1],
+        "name": "g", "kind": "test_value", "seeds": [0, 1],
         "params": {"a": 1},
         "grid": {"params.a": [1, 2, 1]},  # 1 twice: the same trials, kept once
     })
     assert len(exp.trials) == 4
     assert [t.point for t in exp.trials[::2]] == [{"params.a": 1}, {"params.a": 2}]
     with pytest.raises(TrustlabError, match="unknown key 'extra'"):
-        build_experiment({"name": "g", "kind": "test_experiments_helpers:value", "extra": 1})
-    with pytest.raises(TrustlabError, match="cannot import"):
+        build_experiment({"name": "g", "kind": "test_value", "extra": 1})
+    with pytest.raises(TrustlabError, match="unknown trial kind 'no_such_module_xyz:fn'"):
         build_experiment({"name": "g", "kind": "no_such_module_xyz:fn"})
+
+
+@pytest.mark.parametrize("kind", ["os:system", "subprocess:run", "trustlab.experiments.kinds.tabular:KIND"])
+def test_a_yaml_cannot_import_modules_through_kind(tmp_path, capsys, kind):
+    """`kind:` names a registered kind only: a shared YAML cannot import and call code."""
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"name: evil\nkind: '{kind}'\nparams: {{a: 1}}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"trustlab: error: evil.yaml: kind: unknown trial kind '{kind}'")
+    assert "tabular" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import textwrap
+import typing
 
 import numpy as np
 import pytest
+import yaml
 from fairlearn.metrics import MetricFrame
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from trustlab.cli import main
-from trustlab.experiments.config import load_experiment
+from trustlab.experiments.config import build_experiment, load_experiment
 from trustlab.experiments.results import load_results
 from trustlab.errors import TrustlabError
 
@@ -76,10 +78,15 @@ def test_same_metrics_on_one_or_two_workers(tmp_path):
 @pytest.mark.parametrize("override, needle", [
     ("method.name=magic", "unknown training method 'magic'"),
     ("model.name=resnet9000", "unknown network"),
-    ("method.params={eta: 0.1}", "has no hyper-parameter 'eta'"),
-    ("training.sampler=random", "training.sampler must be one of"),
-    ("dataset.group=colour", "has no group column 'colour'"),
-    ("training.early_stopping={metric: val_accuracy}", "training.val_fraction > 0"),
+    ("method.params={eta: 0.1}", "method.params.eta: unknown parameter"),
+    ("method={name: group_dro, params: {eta: -1}}", "method.params.eta: Input should be"),
+    ("model.params={depth: -1}", "model.params.depth: Input should be"),
+    ("training.sampler=random", "training.sampler: Input should be 'shuffle'"),
+    ("dataset.group=colour", "dataset.group: 'digits' has no group column 'colour'"),
+    ("training.early_stopping={metric: val_accuracy}",
+     "training.early_stopping: 'val_accuracy' is a validation metric: set val_fraction > 0"),
+    ("training.early_stopping={metric: val_accuracy, patience: 0}",
+     "training.early_stopping.patience"),
     ("training.epochs=0", "training.epochs"),
 ])
 def test_bad_deep_configs_are_rejected_before_running(tmp_path, override, needle):
@@ -88,3 +95,36 @@ def test_bad_deep_configs_are_rejected_before_running(tmp_path, override, needle
     path.write_text(text)
     with pytest.raises(TrustlabError, match=needle):
         load_experiment(path, [override])
+
+
+def _bad_value(field):
+    """A value the declaration refuses: outside a bound, not a choice, or not a number."""
+    if typing.get_origin(field.annotation) is typing.Literal:
+        return "no-such-choice"
+    for meta in field.metadata:
+        for attr, shift in (("ge", -1), ("gt", -1), ("le", 1), ("lt", 1)):
+            bound = getattr(meta, attr, None)
+            if bound is not None:
+                return bound + shift
+    return "not-a-number"
+
+
+def _entry_params():
+    from trustlab.training.deep import METHODS, NETWORKS
+
+    for block, registry in (("model", NETWORKS), ("method", METHODS)):
+        for name, entry in registry.items():
+            if name in registry.runtime_entries():  # registered by another test
+                continue
+            for field_name, field in entry.Params.model_fields.items():
+                yield block, name, field.alias or field_name, _bad_value(field)
+
+
+@pytest.mark.parametrize("block, name, key, bad", list(_entry_params()))
+def test_every_network_and_method_parameter_rejects_a_bad_value(block, name, key, bad):
+    raw = yaml.safe_load(textwrap.dedent(DIGITS.format(tag="p", extra="")).split("grid:")[0])
+    raw[block] = {"name": name, "params": {key: bad}}
+    with pytest.raises(TrustlabError) as info:
+        build_experiment(raw, where="x.yaml")
+    line = str(info.value)
+    assert line.startswith(f"x.yaml: {block}.params.{key}: ") and "\n" not in line

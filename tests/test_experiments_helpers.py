@@ -1,4 +1,8 @@
-"""Test-only trial kinds (no tests here), used as ``kind: test_experiments_helpers:<fn>``.
+"""Test-only trial kinds (no tests here), registered as plugins: ``kind: test_value``.
+
+conftest.py names this module in ``TRUSTLAB_PLUGINS``, so every process of a sweep (the
+pytest process, a ``trustlab run`` subprocess, spawned workers) imports it and registers
+the kind through the Python API, as a third-party plugin module would.
 
 They are tiny and fast so the engine's tests (resume after SIGKILL, failures, crashes,
 determinism across executors) do not depend on training real models. Every value they
@@ -47,3 +51,15 @@ def value(cfg, seed, ctx):
     return {"accuracy": 0.5 + 0.1 * a + 0.01 * draw,
             "demographic_parity_difference": 0.05 * a + 0.001 * draw,
             "draw": draw}
+
+
+from trustlab.experiments.kinds import GenericConfig, TrialKind, get_kind, register_kind  # noqa: E402
+from trustlab.errors import TrustlabError  # noqa: E402
+
+KIND_NAME = "test_value"
+
+try:
+    get_kind(KIND_NAME)
+except TrustlabError:
+    register_kind(TrialKind(name=KIND_NAME, run=value, config_model=GenericConfig,
+                            description="test-only: metrics from the seed and params.a"))

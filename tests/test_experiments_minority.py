@@ -1,4 +1,4 @@
-"""The `minority_class` kind (S6): induced minority, its accuracy, where its errors go."""
+"""The `minority_class` kind: induced minority, its accuracy, where its errors go."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from trustlab.experiments.lock import RunLock
 from trustlab.experiments.store import DB_NAME
 
 TESTS = Path(__file__).resolve().parent
-KIND = "test_experiments_helpers:value"
+KIND = "test_value"
 
 
 def experiment(tmp_path, *, params="{a: 0}", grid="[1, 2]", seeds="[0]", name="robust",

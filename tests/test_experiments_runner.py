@@ -23,7 +23,7 @@ from trustlab.experiments.config import load_experiment
 from trustlab.experiments.store import DB_NAME, Store
 
 TESTS = Path(__file__).resolve().parent
-KIND = "test_experiments_helpers:value"
+KIND = "test_value"
 
 
 def experiment(tmp_path, *, params="{a: 0}", grid="[1, 2, 3]", seeds="[0, 1]",

@@ -116,3 +116,41 @@ def test_local_and_dask_give_identical_metrics(tmp_path):
     # the seeds matter (subsample and xgboost differ), so equality is not vacuous
     accs = {round(m["accuracy"], 12) for m in runs["inproc"].values()}
     assert len(accs) > 1
+
+
+def test_mitigation_gets_the_datasets_privileged_value_and_model_is_saved(tmp_path):
+    """Massaging declares `privileged`: the kind passes dataset.privileged unless the
+    mitigation's own params set it; model.save pickles the fitted mitigation."""
+    import pickle
+
+    exp = load_experiment(write(tmp_path, tag="m", seeds="[0]"), [
+        "mitigation={name: massaging}", "model.save=true",
+        "grid.dataset.privileged=[male, female]"])
+    assert exp.trials[0].config["mitigation"]["params"] == {
+        "privileged": None, "ranker": "logistic_regression", "ranker_params": None}
+    assert exp.trials[0].config["model"]["params"] == {"max_iter": 1000}
+    out = tmp_path / "out"
+    assert run_experiment(exp, out, progress=False).ok
+    with Store(out) as store:
+        trials = {t["params"]["dataset.privileged"]: t for t in store.trials()}
+    fitted = {p: pickle.loads((out / "trials" / t["trial_id"] / "model.pkl").read_bytes())
+              for p, t in trials.items()}
+    assert fitted["male"].privileged_ == "male" and fitted["male"].n_flips_ > 0
+    assert fitted["female"].privileged_ == "female" and fitted["female"].n_flips_ == 0
+
+
+def test_bad_model_and_mitigation_params_name_the_key(tmp_path):
+    with pytest.raises(TrustlabError, match=r"model.params.n_estimatorz: unknown parameter "
+                                            r"\(not an argument of RandomForestClassifier; "
+                                            r"did you mean 'n_estimators'\?\)"):
+        load_experiment(write(tmp_path, tag="b", models="[random_forest]"),
+                        ["model.params={n_estimatorz: 3}"])
+    with pytest.raises(TrustlabError, match=r"mitigation.params.max_disparity: .*less than "
+                                            r"or equal to 1"):
+        load_experiment(write(tmp_path, tag="c"), [
+            "mitigation={name: group_thresholds, params: {max_disparity: 2}}"])
+    with pytest.raises(TrustlabError, match=r"dataset.options.test_size: .*valid number"):
+        load_experiment(write(tmp_path, tag="o"), ["dataset.options={test_size: '0.3'}"])
+    with pytest.raises(TrustlabError, match=r"dataset.name: dataset 'mnist' is not tabular "
+                                            r"\(image\)"):
+        load_experiment(write(tmp_path, tag="i"), ["dataset.name=mnist"])

@@ -84,7 +84,7 @@ def test_privileged_contrast_hand_computed(adult_predictions):
     d = audit(df["label"], p, df["sex"], privileged="Male").disparities
     assert d["statistical_parity_difference"] == pytest.approx(sel_f - sel_m, abs=TOL)
     assert d["disparate_impact"] == pytest.approx(sel_f / sel_m, abs=TOL)
-    assert d["zemel_metric"] == pytest.approx(sel_m - sel_f, abs=TOL)  # seed 002's definition
+    assert d["zemel_metric"] == pytest.approx(sel_m - sel_f, abs=TOL)  # the income notebook's definition
     # An intersection is not a binary group: the contrast would be ambiguous.
     with pytest.raises(TrustlabError, match="exactly one binary group column"):
         audit(df["label"], p, df[["sex", "race"]], privileged="Male")

@@ -69,6 +69,76 @@ def test_registry_names_and_errors():
         "k_neighbors": 3}
 
 
+@pytest.mark.parametrize("stage", ["mitigations", "models"])
+def test_every_entry_declares_its_params_and_refuses_bad_values(stage):
+    """Each mitigation and tabular model declares its parameters once (``Params``); a bad
+    value or an unknown name is a one-line ParamError naming the key, through the entry's
+    constructor and through the registry (as a config block's ``params.<key>``)."""
+    from trustlab.registry import ParamError, get_registry
+
+    reg = get_registry(stage)
+    for name in reg:
+        entry = reg.get(name)
+        assert entry.name == name and entry.__doc__.strip()
+        defaults = reg.resolve(name, {})  # every parameter has a valid default
+        assert set(defaults) == {f.alias or n for n, f in entry.Params.model_fields.items()}
+        bad = {key: [[]] for key in entry.Params.model_fields}
+        bad["no_such_param"] = 1
+        for key, value in bad.items():
+            with pytest.raises(ParamError) as info:
+                entry(seed=0, **{key: value})
+            assert info.value.key == key and str(info.value).startswith(f"{key}: ")
+            with pytest.raises(ParamError) as info:
+                reg.resolve(name, {key: value})
+            assert str(info.value).startswith(f"params.{key}: ")
+            assert len(str(info.value).splitlines()) == 1
+
+
+def test_declared_constraints_and_cross_field_rules():
+    from trustlab.registry import ParamError
+    from trustlab.training.tabular_models import MODELS
+
+    with pytest.raises(ParamError, match=r"^tol: not supported with constraints: "
+                                         r"equalized_odds"):
+        make_mitigation("threshold_optimizer", {"constraints": "equalized_odds", "tol": 0.1})
+    make_mitigation("threshold_optimizer", {"constraints": "demographic_parity", "tol": 0.1})
+    for params, key in [({"max_disparity": 1.5}, "max_disparity"), ({"val_size": 1}, "val_size"),
+                        ({"cv": 1}, "cv"), ({"grid_size": 0}, "grid_size")]:
+        with pytest.raises(ParamError, match=f"^{key}: "):
+            make_mitigation("group_thresholds", params)
+    with pytest.raises(ParamError, match=r"^ranker: unknown tabular model 'svm'"):
+        make_mitigation("massaging", {"ranker": "svm"})
+    with pytest.raises(ParamError, match=r"^ranker_params.n_estimatorz: unknown parameter"):
+        make_mitigation("massaging", {"ranker": "random_forest",
+                                      "ranker_params": {"n_estimatorz": 3}})
+    with pytest.raises(ParamError, match=r"^ranker_params: only for a named ranker"):
+        make_mitigation("massaging", {"ranker": "same", "ranker_params": {"C": 1.0}})
+    # pass-through parameters are checked against the wrapped library's own names
+    with pytest.raises(ParamError, match=r"^params.n_estimatorz: unknown parameter .*did "
+                                         r"you mean 'n_estimators'"):
+        MODELS.resolve("random_forest", {"n_estimatorz": 3})
+    assert MODELS.resolve("xgboost", {"max_depth": 3}) == {
+        "n_jobs": 1, "tree_method": "hist", "eval_metric": "logloss", "max_depth": 3}
+    with pytest.raises(ParamError, match=r"^k_neighbours: unknown parameter"):
+        make_mitigation("smote", {"k_neighbours": 3})
+    assert make_mitigation("undersample", {"replacement": True}).sampler_params == {
+        "replacement": True}
+
+
+def test_models_are_our_defaults_plus_the_estimators_arguments():
+    lr = make_model("logistic_regression", seed=3)
+    assert lr.get_params()["max_iter"] == 1000 and lr.get_params()["random_state"] == 3
+    assert make_model("logistic_regression", {"C": 0.5, "max_iter": 10}).get_params()[
+        "max_iter"] == 10
+    rf = make_model("random_forest", {"max_depth": 4}, seed=1).get_params()
+    assert (rf["n_estimators"], rf["n_jobs"], rf["max_depth"], rf["random_state"]) == (
+        100, 1, 4, 1)
+    xgb = make_model("xgboost", {"n_estimators": 7}, seed=2).get_params()
+    assert (xgb["n_jobs"], xgb["tree_method"], xgb["eval_metric"], xgb["n_estimators"],
+            xgb["random_state"]) == (1, "hist", "logloss", 7, 2)
+    assert make_model("gradient_boosting", {"random_state": 9}, seed=2).random_state == 9
+
+
 def test_bad_labels_are_user_errors(biased):
     X, y, s = biased
     with pytest.raises(TrustlabError, match="0/1"):

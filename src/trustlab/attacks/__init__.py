@@ -1,1 +1,2 @@
-"""Attacks (S4 fairness poisoning, S7 backdoors), one module per attack."""
+"""Attacks: fairness poisoning (Attack4Good) and backdoors (BadNets-style triggers), one
+package per attack."""

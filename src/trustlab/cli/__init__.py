@@ -1,4 +1,4 @@
-"""The `trustlab` command line: a thin shell over the Python API (S9).
+"""The `trustlab` command line: a thin shell over the Python API.
 
 Each command module registers its commands on :data:`app`. User errors
 (:class:`~trustlab.errors.TrustlabError`) become one line on stderr and exit code 2.
@@ -18,10 +18,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from trustlab import __version__
+
+        print(f"trustlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Trustworthy-ML experiments: audit, mitigate, attack and defend models."""
+
+
 # Command modules register themselves on `app` when imported.
 from trustlab.cli import datasets as _datasets  # noqa: E402,F401
 from trustlab.cli import audit as _audit  # noqa: E402,F401
 from trustlab.cli import experiments as _experiments  # noqa: E402,F401
+from trustlab.cli import registries as _registries  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`trustlab audit FILE --label COL --pred COL --group COL ...` (S9)."""
+"""`trustlab audit FILE --label COL --pred COL --group COL ...`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`trustlab datasets [--json]`: what is available and where it comes from (S9)."""
+"""`trustlab datasets [--json]`: what is available and where it comes from."""
 
 from __future__ import annotations
 

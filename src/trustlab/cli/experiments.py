@@ -1,4 +1,4 @@
-"""CLI commands: `trustlab run`, `results`, `report`, `demo` (S9)."""
+"""CLI commands: `trustlab run`, `results`, `report`, `demo`."""
 
 from __future__ import annotations
 

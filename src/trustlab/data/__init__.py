@@ -1,4 +1,4 @@
-"""Datasets (S1): one container, one registry, loaders that never fake data."""
+"""Datasets: one container, one registry, loaders that never fake data."""
 
 from trustlab.data.container import Dataset
 from trustlab.data.registry import DATASETS, dataset_table, get_spec, load_dataset

@@ -157,4 +157,5 @@ def _locate(data_dir: Path | None) -> str | None:
 register_dataset(DatasetSpec(
     "celeba", load_celeba, _locate,
     "CelebA faces, binary target attribute (default Blond_Hair) x group attribute (Male)",
-    202599, ("Male", "label", "group"), "image", WHERE.format(root="$TRUSTLAB_DATA")))
+    202599, ("Male", "label", "group"), "image", WHERE.format(root="$TRUSTLAB_DATA")),
+    builtin=True)

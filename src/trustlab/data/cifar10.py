@@ -149,4 +149,4 @@ def _locate(data_dir: Path | None) -> str | None:
 
 register_dataset(DatasetSpec(
     "cifar10", load_cifar10, _locate, "CIFAR-10 32x32 colour images, 10 classes",
-    60000, ("class",), "image", WHERE.format(root="$TRUSTLAB_DATA")))
+    60000, ("class",), "image", WHERE.format(root="$TRUSTLAB_DATA")), builtin=True)

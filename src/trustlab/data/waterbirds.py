@@ -82,4 +82,5 @@ def _locate(data_dir: Path | None) -> str | None:
 register_dataset(DatasetSpec(
     "waterbirds", load_waterbirds, _locate,
     "Waterbirds (landbird/waterbird on land/water backgrounds), group-robustness benchmark",
-    11788, ("place", "label", "group"), "image", WHERE.format(root="$TRUSTLAB_DATA")))
+    11788, ("place", "label", "group"), "image", WHERE.format(root="$TRUSTLAB_DATA")),
+    builtin=True)

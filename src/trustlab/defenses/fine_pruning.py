@@ -11,13 +11,19 @@ value of each channel over the clean inputs.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
-from trustlab.defenses.unlearning import check_fraction, finetune
+from trustlab import registry
+from trustlab.defenses.base import Defense, DefenseOutcome, finetune
 from trustlab.errors import TrustlabError
+
+if TYPE_CHECKING:
+    from trustlab.attacks.backdoor import BackdoorCase
 
 
 class ChannelMask(nn.Module):
@@ -77,28 +83,29 @@ def channel_activity(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> 
     return (torch.stack(sums).sum(0) / len(x)).numpy()
 
 
-class FinePruning:
-    """Prune ``round(prune_fraction * channels)`` least-active channels of the last conv
-    layer of a copy of the model, then fine-tune it on clean data for ``epochs``.
+class FinePruning(Defense):
+    """Fine-pruning (Liu et al. 2018): prune the last conv layer's least active channels on
+    clean data, then fine-tune.
 
-    After :meth:`fit`: ``model_``, ``activity_`` (per channel), ``pruned_`` (channel
-    indices), ``keep_mask_`` (bool per channel).
+    ``FinePruning(seed=0, device=None, **params).fit(model, x_clean, y_clean, n_classes)``
+    prunes ``round(prune_fraction * channels)`` channels of a copy of the model and
+    fine-tunes it for ``epochs``; after it: ``model_``, ``activity_`` (per channel),
+    ``pruned_`` (channel indices), ``keep_mask_`` (bool per channel). As a defense
+    (:meth:`defend`): metrics ``fp.pruned_channels`` and ``fp.channels``, and the repaired
+    model.
     """
 
-    def __init__(self, prune_fraction: float = 0.5, epochs: int = 2, lr: float = 1e-3,
-                 batch_size: int = 64, seed: int = 0, device=None):
-        self.prune_fraction = prune_fraction
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
+    name: ClassVar[str] = "fine_pruning"
+
+    class Params(registry.Params):
+        prune_fraction: float = Field(0.5, ge=0, le=1, description="share of the last conv "
+                                                                   "layer's channels pruned")
+        epochs: int = Field(2, ge=0, description="fine-tuning epochs (0: prune only)")
+        lr: float = Field(1e-3, gt=0, description="fine-tuning Adam learning rate")
+        batch_size: int = Field(64, ge=1, description="fine-tuning batch size")
 
     def fit(self, model, x_clean, y_clean, n_classes: int) -> FinePruning:
-        frac = check_fraction("fine_pruning: 'prune_fraction'", self.prune_fraction)
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise TrustlabError(f"fine_pruning: 'epochs' must be an integer >= 0, "
-                                f"got {self.epochs!r}")
+        frac = float(self.prune_fraction)
         net = copy.deepcopy(model)
         self.activity_ = channel_activity(net, x_clean)
         n_channels = len(self.activity_)
@@ -117,6 +124,12 @@ class FinePruning:
                            device=self.device)
         self.model_ = net
         return self
+
+    def defend(self, case: BackdoorCase) -> DefenseOutcome:
+        self.fit(case.model, case.x_clean, case.y_clean, case.n_classes)
+        return DefenseOutcome(metrics={"fp.pruned_channels": float(len(self.pruned_)),
+                                       "fp.channels": float(len(self.keep_mask_))},
+                              model=self.model_)
 
 
 __all__ = ["ChannelMask", "FinePruning", "channel_activity"]

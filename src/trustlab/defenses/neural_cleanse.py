@@ -11,22 +11,32 @@ patterns carry a leading label dimension and each step pushes (labels x batch) s
 inputs through the frozen model. ``cost_k`` follows the reference code's schedule: it
 starts at ``init_cost``; checked every step against ``attack_threshold`` (the batch's
 attack success rate), ``patience`` successes in a row multiply it by ``cost_multiplier``
-and ``patience`` failures in a row divide it by ``cost_multiplier ** 1.5``. The kept trigger of a label is its
-smallest-L1 mask that reached the threshold (the last one if none did).
+and ``patience`` failures in a row divide it by ``cost_multiplier ** 1.5``. The kept
+trigger of a label is its smallest-L1 mask that reached the threshold (the last one if
+none did).
 
 Outlier detection is the paper's MAD test: ``anomaly_index = |L1 - median| / (1.4826 *
 MAD)``; labels with an L1 below the median and an index above 2 are flagged.
 
-Written by hand: no maintained PyTorch library implements Neural Cleanse.
+Written by hand: no maintained PyTorch library implements Neural Cleanse. As a registered
+defense (``neural_cleanse``) it detects only; ``unlearning`` repairs with its result.
 """
 
 from __future__ import annotations
 
 import copy
+import io
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from trustlab import registry
+from trustlab.defenses.base import Defense, DefenseOutcome
 from trustlab.errors import TrustlabError
+
+if TYPE_CHECKING:
+    from trustlab.attacks.backdoor import BackdoorCase
 
 MAD_CONSTANT = 1.4826  # makes the MAD a consistent estimator of a normal's std
 
@@ -52,57 +62,41 @@ def flagged_labels(l1_norms, threshold: float = 2.0) -> list[int]:
     return [int(k) for k in flagged[np.argsort(l1[flagged], kind="stable")]]
 
 
-def _positive(name: str, value, integer: bool = False):
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-          and (not integer or float(value).is_integer()))
-    if not ok:
-        kind = "a positive integer" if integer else "a positive number"
-        raise TrustlabError(f"neural_cleanse: {name!r} must be {kind}, got {value!r}")
-    return int(value) if integer else float(value)
+class NeuralCleanse(Defense):
+    """Neural Cleanse (Wang et al. 2019): reverse-engineer a trigger per label, flag the
+    anomalously small ones (detection only).
 
-
-class NeuralCleanse:
-    """Reverse-engineer triggers for all labels of a model and detect the backdoored ones.
-
-    After :meth:`fit`: ``masks_`` (K, H, W), ``patterns_`` (K, C, H, W), ``l1_norms_`` (K,),
+    ``NeuralCleanse(seed=0, device=None, **params).fit(model, x_clean, n_classes)``; after
+    :meth:`fit`: ``masks_`` (K, H, W), ``patterns_`` (K, C, H, W), ``l1_norms_`` (K,),
     ``attack_success_`` (K,) (the kept trigger's success rate on its last batch),
     ``anomaly_index_`` (K,), ``flagged_`` (labels, smallest L1 first), ``costs_`` (K,).
+    As a defense (:meth:`defend`): the ``nc.*`` metrics and ``nc_triggers.npz``.
     """
 
-    def __init__(self, steps: int = 300, lr: float = 0.1, batch_size: int = 32,
-                 init_cost: float = 1e-3, cost_multiplier: float = 1.5, patience: int = 5,
-                 attack_threshold: float = 0.99, anomaly_threshold: float = 2.0,
-                 seed: int = 0, device=None):
-        self.steps = steps
-        self.lr = lr
-        self.batch_size = batch_size
-        self.init_cost = init_cost
-        self.cost_multiplier = cost_multiplier
-        self.patience = patience
-        self.attack_threshold = attack_threshold
-        self.anomaly_threshold = anomaly_threshold
-        self.seed = seed
-        self.device = device
+    name: ClassVar[str] = "neural_cleanse"
 
-    def _check(self) -> None:
-        _positive("steps", self.steps, integer=True)
-        _positive("lr", self.lr)
-        _positive("batch_size", self.batch_size, integer=True)
-        _positive("init_cost", self.init_cost)
-        _positive("patience", self.patience, integer=True)
-        if _positive("cost_multiplier", self.cost_multiplier) <= 1:
-            raise TrustlabError("neural_cleanse: 'cost_multiplier' must be > 1")
-        if not 0 < float(self.attack_threshold) <= 1:
-            raise TrustlabError(f"neural_cleanse: 'attack_threshold' must be in (0, 1], "
-                                f"got {self.attack_threshold!r}")
+    class Params(registry.Params):
+        steps: int = Field(300, ge=1, description="Adam steps (all labels at once)")
+        lr: float = Field(0.1, gt=0, description="Adam learning rate")
+        batch_size: int = Field(32, ge=1, description="clean inputs per label and step")
+        init_cost: float = Field(1e-3, gt=0, description="initial weight of the mask's L1")
+        cost_multiplier: float = Field(1.5, gt=1, description="factor the cost moves by")
+        patience: int = Field(5, ge=1, description="steps of success/failure in a row "
+                                                   "before the cost moves")
+        attack_threshold: float = Field(0.99, gt=0, le=1,
+                                        description="batch attack success rate that counts "
+                                                    "as a success")
+        anomaly_threshold: float = Field(2.0, gt=0, description="anomaly index above which "
+                                                                "a label is flagged")
 
     def fit(self, model, x_clean, n_classes: int | None = None) -> NeuralCleanse:
+        """Reverse-engineer a trigger for each of ``n_classes`` labels (None: the model's
+        output size) of a frozen copy of ``model`` on the clean images ``x_clean``."""
         import torch
         from torch.nn import functional as F
 
         from trustlab.training.deep import resolve_device
 
-        self._check()
         dev = resolve_device(self.device)
         x = torch.as_tensor(np.asarray(x_clean, dtype=np.float32))
         if x.ndim != 4 or len(x) == 0:
@@ -183,6 +177,44 @@ class NeuralCleanse:
     def detected_label_(self) -> int:
         """The lowest-L1 flagged label, or -1 when none is flagged."""
         return self.flagged_[0] if self.flagged_ else -1
+
+    def detection_metrics(self, target: int) -> dict[str, float]:
+        """``nc.l1.<k>``, ``nc.anomaly_index.<k>`` per label, ``nc.flagged_target`` (is the
+        true ``target`` flagged), ``nc.detected_label`` (-1: none), ``nc.n_flagged``,
+        ``nc.max_anomaly_index`` and ``nc.min_l1_label`` (the label a backdoor should make
+        the outlier)."""
+        out: dict[str, float] = {}
+        for k, (l1, ai) in enumerate(zip(self.l1_norms_, self.anomaly_index_)):
+            out[f"nc.l1.{k}"] = float(l1)
+            out[f"nc.anomaly_index.{k}"] = float(ai)
+        out["nc.flagged_target"] = float(target in self.flagged_)
+        out["nc.detected_label"] = float(self.detected_label_)
+        out["nc.n_flagged"] = float(len(self.flagged_))
+        out["nc.max_anomaly_index"] = float(np.max(self.anomaly_index_))
+        out["nc.min_l1_label"] = float(int(np.argmin(self.l1_norms_)))
+        return out
+
+    def triggers_npz(self, target: int, true_mask=None, true_pattern=None) -> bytes:
+        """The reversed triggers as ``nc_triggers.npz``: ``masks``, ``patterns``, ``l1``,
+        ``anomaly_index``, ``flagged``, ``target``, ``anomaly_threshold`` and the true
+        trigger's ``true_mask``/``true_pattern`` (when it is a stamp). The report draws
+        its figures from this file."""
+        truth = {} if true_mask is None else {"true_mask": true_mask,
+                                              "true_pattern": true_pattern}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, masks=self.masks_.astype(np.float32),
+                            patterns=self.patterns_.astype(np.float32), l1=self.l1_norms_,
+                            anomaly_index=self.anomaly_index_,
+                            flagged=np.asarray(self.flagged_, dtype=np.int64),
+                            target=np.int64(target), **truth,
+                            anomaly_threshold=np.float64(self.anomaly_threshold))
+        return buf.getvalue()
+
+    def defend(self, case: BackdoorCase) -> DefenseOutcome:
+        self.fit(case.model, case.x_clean, case.n_classes)
+        npz = self.triggers_npz(case.target, case.trigger.mask, case.trigger.pattern)
+        return DefenseOutcome(metrics=self.detection_metrics(case.target),
+                              artifacts={"nc_triggers.npz": npz})
 
 
 __all__ = ["MAD_CONSTANT", "NeuralCleanse", "anomaly_indices", "flagged_labels"]

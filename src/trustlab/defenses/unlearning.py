@@ -3,65 +3,57 @@ on clean data where a fraction of the inputs carry the reversed trigger but keep
 labels, so the network learns that the trigger means nothing.
 
 The fine-tuning itself is the toolkit's one training loop (plain ERM on a copy of the
-model); only the data preparation is specific to unlearning.
+model, :func:`~trustlab.defenses.base.finetune`); only the data preparation is specific to
+unlearning.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from trustlab.attacks.backdoor import stamp
-from trustlab.errors import TrustlabError
+from trustlab import registry
+from trustlab.attacks.backdoor.triggers import stamp
+from trustlab.defenses.base import Defense, DefenseOutcome, finetune
+from trustlab.defenses.neural_cleanse import NeuralCleanse
 
-
-def finetune(model, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float,
-             batch_size: int, seed: int, n_classes: int, device=None):
-    """Train ``model`` in place with plain ERM (Adam, ``lr``) on ``(x, y)``; returns it."""
-    import torch
-
-    from trustlab.training.deep import SplitTensors, make_method, train
-
-    data = SplitTensors(x=torch.as_tensor(np.asarray(x, dtype=np.float32)),
-                        y=torch.as_tensor(np.asarray(y), dtype=torch.long),
-                        g=torch.zeros(len(y), dtype=torch.long), group_names=["all"],
-                        n_classes=int(n_classes))
-    torch.manual_seed(seed)
-    method = make_method("erm", model, int(n_classes), 1, {"lr": float(lr)})
-    train(method, data, epochs=int(epochs), batch_size=int(batch_size), seed=seed,
-          device=device, eval_train=False)
-    return method.model
+if TYPE_CHECKING:
+    from trustlab.attacks.backdoor import BackdoorCase
 
 
-def check_fraction(name: str, value, *, allow_zero: bool = True) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and \
-        (0 <= value <= 1 if allow_zero else 0 < value <= 1)
-    if not ok:
-        raise TrustlabError(f"{name} must be a fraction in {'[0' if allow_zero else '(0'}, 1], "
-                            f"got {value!r}")
-    return float(value)
+class Unlearning(Defense):
+    """Neural Cleanse, then unlearning with the detected label's reversed trigger.
 
+    As a defense (:meth:`defend`): Neural Cleanse with ``nc``; the label repaired is the
+    detected one, or with ``fallback: lowest_l1`` the lowest-L1 label when none is flagged
+    (``none``: no repair then). Metrics: Neural Cleanse's, ``unlearn.label`` (-1: none) and
+    ``unlearn.applied``. From Python, :meth:`fit` unlearns a given ``(mask, pattern)``:
+    it stamps it on ``fraction`` of the clean rows (true labels kept) and fine-tunes a copy
+    of the model on the mix; after it, ``model_`` (the repaired copy) and
+    ``stamped_idx_`` (the rows that carried the trigger).
+    """
 
-class Unlearning:
-    """Stamp ``(mask, pattern)`` on ``fraction`` of the clean rows (true labels kept) and
-    fine-tune a copy of the model on the mix. After :meth:`fit`: ``model_`` (the repaired
-    copy) and ``stamped_idx_`` (the rows that carried the trigger)."""
+    name: ClassVar[str] = "unlearning"
 
-    def __init__(self, fraction: float = 0.2, epochs: int = 2, lr: float = 1e-3,
-                 batch_size: int = 64, seed: int = 0, device=None):
-        self.fraction = fraction
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
+    class Params(registry.Params):
+        nc: NeuralCleanse.Params = Field(default_factory=NeuralCleanse.Params,
+                                         description="the Neural Cleanse run")
+        fraction: float = Field(0.2, ge=0, le=1, description="share of the clean rows that "
+                                                             "carry the reversed trigger")
+        epochs: int = Field(2, ge=1, description="fine-tuning epochs")
+        lr: float = Field(1e-3, gt=0, description="fine-tuning Adam learning rate")
+        batch_size: int = Field(64, ge=1, description="fine-tuning batch size")
+        fallback: Literal["none", "lowest_l1"] = Field(
+            "lowest_l1", description="label to unlearn when none is flagged: the lowest-L1 "
+                                     "one, or none (no repair)")
 
     def fit(self, model, x_clean, y_clean, mask, pattern, n_classes: int) -> Unlearning:
-        frac = check_fraction("unlearning: 'fraction'", self.fraction)
         x = np.array(x_clean, dtype=np.float32, copy=True)
         y = np.asarray(y_clean)
-        k = round(frac * len(x))
+        k = round(float(self.fraction) * len(x))
         rng = np.random.default_rng(self.seed)
         self.stamped_idx_ = np.sort(rng.choice(len(x), size=k, replace=False))
         x[self.stamped_idx_] = stamp(x[self.stamped_idx_], mask, pattern)
@@ -70,5 +62,19 @@ class Unlearning:
                                n_classes=n_classes, device=self.device)
         return self
 
+    def defend(self, case: BackdoorCase) -> DefenseOutcome:
+        nc = NeuralCleanse(seed=self.seed, device=self.device, **self.nc.to_dict())
+        outcome = nc.defend(case)
+        label = nc.detected_label_
+        if label < 0 and self.fallback == "lowest_l1":
+            label = int(np.argmin(nc.l1_norms_))
+        outcome.metrics["unlearn.label"] = float(label)
+        outcome.metrics["unlearn.applied"] = float(label >= 0)
+        outcome.model = case.model  # unrepaired when there is no label to unlearn
+        if label >= 0:
+            outcome.model = self.fit(case.model, case.x_clean, case.y_clean, nc.masks_[label],
+                                     nc.patterns_[label], case.n_classes).model_
+        return outcome
 
-__all__ = ["Unlearning", "check_fraction", "finetune"]
+
+__all__ = ["Unlearning"]

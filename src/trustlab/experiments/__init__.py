@@ -1,4 +1,4 @@
-"""Experiments (S8): YAML sweeps -> trials -> executors -> a resumable SQLite store.
+"""Experiments: YAML sweeps -> trials -> executors -> a resumable SQLite store.
 
 Light on purpose: executor worker processes import this package before numpy, so the
 public names are loaded on first use.

@@ -1,4 +1,4 @@
-"""Experiment files: YAML -> typed config -> the list of trials (S8).
+"""Experiment files: YAML -> typed config -> the list of trials.
 
 An experiment file has a few keys the engine owns (``name``, ``kind``, ``seeds``, ``grid``,
 ``executor``, ``report``); every other key belongs to the trial kind, whose pydantic model
@@ -188,45 +188,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             continue
         if isinstance(raw.get("grid"), dict):
             raw["grid"].pop(key, None)
+            # A key inside a gridded block would be overwritten by every grid value.
+            axis = next((a for a in raw["grid"] if key.startswith(f"{a}.")), None)
+            if axis is not None:
+                raise TrustlabError(f"--set {item}: {axis!r} is a grid axis whose values "
+                                    f"replace {key!r}; set the axis (grid.{axis}=[...]) "
+                                    f"or pin it ({axis}=...)")
         set_dotted(raw, key, value, f"--set {item}")
     return raw
 
 
 # -- validation -------------------------------------------------------------------------------
-_TYPE_TAGS = {"int", "float", "str", "bool", "none", "list", "dict", "tuple", "set"}
-
 def _describe(exc: ValidationError, prefix: str = "") -> str:
     """The first pydantic error as one line naming the dotted key."""
-    errors = exc.errors()
-    err = errors[0]
+    from trustlab.registry import describe_validation_error
 
-    def field_path(e) -> tuple[list[str], list[str]]:
-        # Union members show up in the location as type tags (`subsample.int`); split them off.
-        fields, tags = [], []
-        for p in e["loc"]:
-            p = str(p)
-            if p.startswith("function-") or p in _TYPE_TAGS or "[" in p:
-                tags.append(p.split("[")[0])
-            else:
-                fields.append(p)
-        return fields, tags
-
-    fields, _ = field_path(err)
-    loc = ".".join(fields)
-    loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
-    if err["type"] == "extra_forbidden":
-        return f"unknown key {loc!r}"
-    if err["type"] == "missing":
-        return f"missing key {loc!r}"
-    union = [field_path(e)[1] for e in errors if field_path(e)[0] == fields]
-    msg = err["msg"]
-    if len(union) > 1 and all(union):
-        msg = "expected " + " or ".join(dict.fromkeys(t[-1] for t in union))
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-    return f"{loc}: {msg}{shown}"
+    return describe_validation_error(exc, prefix)
 
 
 @dataclass(frozen=True)
@@ -297,7 +274,10 @@ def build_experiment(raw: Any, *, where: str = "experiment", source_text: str = 
     except ValidationError as exc:
         raise TrustlabError(f"{where}: {_describe(exc)}") from None
 
-    kind = get_kind(engine.kind)
+    try:
+        kind = get_kind(engine.kind)
+    except TrustlabError as exc:
+        raise TrustlabError(f"{where}: kind: {exc}") from None
     for key in engine.grid:
         head = key.split(".")[0]
         if head == "seed" or head in ENGINE_KEYS:

@@ -1,4 +1,4 @@
-"""Where trials run: in-process, local processes, or a Dask cluster (S8).
+"""Where trials run: in-process, local processes, or a Dask cluster.
 
 Every executor runs :func:`execute_trial` on a picklable :class:`TrialPayload` and yields
 :class:`TrialResult` objects as trials finish; only the driver touches the store. This
@@ -38,6 +38,9 @@ class TrialPayload:
     config: dict[str, Any]
     seed: int
     threads: int = 1
+    # Registry entries the driver's code registered (plugins): a spawned or remote worker
+    # registers them too before it runs the trial (see trustlab.registry.registrations).
+    registrations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,6 +130,7 @@ def execute_trial(payload: TrialPayload) -> TrialResult:
     from threadpoolctl import threadpool_limits
 
     from trustlab.experiments.kinds import TrialContext, TrialOutput, get_kind
+    from trustlab.registry import restore_registrations
 
     started, t0 = _now(), time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -136,6 +140,7 @@ def execute_trial(payload: TrialPayload) -> TrialResult:
             if torch is not None:
                 torch.set_num_threads(payload.threads)
             seed_everything(payload.seed)
+            restore_registrations(payload.registrations)
             kind = get_kind(payload.kind)
             cfg = kind.config_model.model_validate(payload.config)
             out = kind.run(cfg, payload.seed,

@@ -1,4 +1,4 @@
-"""Run (or resume) an experiment: plan -> skip finished trials -> execute -> store (S8)."""
+"""Run (or resume) an experiment: plan -> skip finished trials -> execute -> store."""
 
 from __future__ import annotations
 
@@ -108,7 +108,11 @@ def _run(exp: Experiment, store: Store, ex, *, executor: str, workers: int, prog
                              versions=versions(), overrides=exp.overrides)
     t0 = time.perf_counter()
     by_id = {t.trial_id: t for t in todo}
-    payloads = [TrialPayload(t.trial_id, exp.kind, t.config, t.seed) for t in todo]
+    from trustlab.registry import registrations
+
+    plugins = registrations()
+    payloads = [TrialPayload(t.trial_id, exp.kind, t.config, t.seed, registrations=plugins)
+                for t in todo]
     with _Progress(console, len(exp.trials), summary.n_skipped, progress,
                    ex.describe() if todo else "nothing to run") as bar:
         for result in ex.run(payloads):

@@ -1,4 +1,4 @@
-"""The metrics engine (S2): confusion counts once, every metric derived from them."""
+"""The metrics engine: confusion counts once, every metric derived from them."""
 
 from trustlab.metrics.audit import AuditResult, audit
 

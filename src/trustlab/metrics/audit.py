@@ -1,4 +1,4 @@
-"""`trustlab.audit`: every S2 metric from one set of confusion counts.
+"""`trustlab.audit`: every fairness and performance metric from one set of confusion counts.
 
 The counts ``C[group, true, pred]`` are built once (one ``bincount``); overall, per-group,
 disparity and privileged-contrast metrics are all derived from them. Bootstrap
@@ -144,7 +144,7 @@ def _derive(C: np.ndarray, pos: int | None, priv_member: np.ndarray | None
 def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
           privileged: Any = None, ci: float | bool | None = None, pos_label: Any = None,
           n_boot: int = 1000, ci_seed: int = 0) -> AuditResult:
-    """Audit predictions for bias (S2).
+    """Audit predictions for bias.
 
     ``groups`` is one column (array or Series) or several (DataFrame or dict); with several,
     groups are their intersections, keyed ``"a|b"``. ``privileged`` names the privileged

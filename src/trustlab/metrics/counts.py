@@ -108,7 +108,7 @@ def disparities(by_group: dict[str, np.ndarray], binary: bool) -> dict[str, np.n
 
 def privileged_contrast(sel_unpriv: np.ndarray, sel_priv: np.ndarray) -> dict[str, np.ndarray]:
     """Statistical parity difference (unprivileged - privileged), disparate impact (their
-    ratio) and the seed notebook's Zemel metric (privileged - unprivileged, i.e. -SPD).
+    ratio) and the income notebook's Zemel metric (privileged - unprivileged, i.e. -SPD).
 
     Disparate impact is NaN when the privileged group is never selected (undefined ratio).
     """

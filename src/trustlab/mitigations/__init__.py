@@ -1,40 +1,41 @@
-"""Tabular bias mitigations (S3), one small class per method, registered by name."""
+"""Tabular bias mitigations, one small class per method, registered by name.
+
+``trustlab list mitigations`` shows each one with its parameters. A new method is one
+:class:`~trustlab.mitigations.base.Mitigation` subclass (``name``, ``Params``, ``fit``,
+``predict``) and one line below.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from trustlab.errors import TrustlabError
-from trustlab.mitigations.base import Mitigation, NoMitigation
-from trustlab.mitigations.fairlearn_wrappers import (ExponentiatedGradientMitigation,
-                                                      ThresholdOptimizerMitigation)
-from trustlab.mitigations.group_thresholds import GroupThresholds
-from trustlab.mitigations.massaging import Massaging
-from trustlab.mitigations.resampling import Oversample, Smote, Undersample
-from trustlab.mitigations.reweighing import Reweighing
+from trustlab.registry import Registry
 
-MITIGATIONS: dict[str, type[Mitigation]] = {
-    "none": NoMitigation,
-    "reweighing": Reweighing,
-    "massaging": Massaging,
-    "oversample": Oversample,
-    "undersample": Undersample,
-    "smote": Smote,
-    "exponentiated_gradient": ExponentiatedGradientMitigation,
-    "threshold_optimizer": ThresholdOptimizerMitigation,
-    "group_thresholds": GroupThresholds,
-}
+MITIGATIONS = Registry("mitigations", "mitigation", {
+    "none": "trustlab.mitigations.base:NoMitigation",
+    "reweighing": "trustlab.mitigations.reweighing:Reweighing",
+    "massaging": "trustlab.mitigations.massaging:Massaging",
+    "oversample": "trustlab.mitigations.resampling:Oversample",
+    "undersample": "trustlab.mitigations.resampling:Undersample",
+    "smote": "trustlab.mitigations.resampling:Smote",
+    "exponentiated_gradient":
+        "trustlab.mitigations.fairlearn_wrappers:ExponentiatedGradientMitigation",
+    "threshold_optimizer": "trustlab.mitigations.fairlearn_wrappers:ThresholdOptimizerMitigation",
+    "group_thresholds": "trustlab.mitigations.group_thresholds:GroupThresholds",
+})
 
 
-def make_mitigation(name: str, params: dict[str, Any] | None = None, seed: int = 0
-                    ) -> Mitigation:
-    if name not in MITIGATIONS:
-        raise TrustlabError(
-            f"unknown mitigation {name!r}; choose one of: {', '.join(MITIGATIONS)}")
-    try:
-        return MITIGATIONS[name](seed=seed, **(params or {}))
-    except TypeError as exc:
-        raise TrustlabError(f"mitigation {name!r}: {exc}") from None
+def make_mitigation(name: str, params: dict[str, Any] | None = None, seed: int = 0):
+    """An unfitted mitigation ``name`` with ``params`` (checked against its ``Params``)."""
+    return MITIGATIONS.get(name)(seed=seed, **(params or {}))
+
+
+def __getattr__(name: str):  # the base class without importing scikit-learn up front
+    if name == "Mitigation":
+        from trustlab.mitigations.base import Mitigation
+
+        return Mitigation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["MITIGATIONS", "Mitigation", "make_mitigation"]

@@ -3,24 +3,33 @@
 A mitigation wraps the training of a base estimator: pre-processing methods change the
 data or weights before ``fit``, in-processing methods replace ``fit``, post-processing
 methods change ``predict``. The tabular trial only ever calls :meth:`fit`,
-:meth:`predict` and :meth:`predict_score`, so adding a method is one class and one
-registry line.
+:meth:`predict` and :meth:`predict_score`, so adding a method is one class (with its
+``name`` and ``Params``) and one line in :data:`trustlab.mitigations.MITIGATIONS`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import clone
 
+from trustlab.registry import Configurable
 
-class Mitigation:
-    """Base class. ``X`` is the encoded numeric matrix, ``y`` is 0/1, ``sensitive`` 1-D."""
+
+class Mitigation(Configurable):
+    """Base class. ``X`` is the encoded numeric matrix, ``y`` is 0/1, ``sensitive`` 1-D.
+
+    Subclasses set ``name`` and declare their parameters once in ``Params`` (a
+    :class:`trustlab.registry.Params`); the constructor validates them and sets
+    ``self.params`` and one attribute per parameter. ``seed`` is the trial seed.
+    """
+
+    name: ClassVar[str] = ""
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         self.seed = seed
-        self.params = params
+        self._set_params(params)
 
     def fit(self, estimator, X: np.ndarray, y: np.ndarray, sensitive: np.ndarray
             ) -> "Mitigation":
@@ -38,7 +47,9 @@ class Mitigation:
 
 
 class NoMitigation(Mitigation):
-    """``mitigation: {name: none}``: fit the estimator as it is."""
+    """No mitigation: the estimator is fitted on the training data as it is."""
+
+    name = "none"
 
     def fit(self, estimator, X, y, sensitive):
         from trustlab.mitigations._checks import check_fit_inputs

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Literal
 
 import numpy as np
 from fairlearn.postprocessing import ThresholdOptimizer
 from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+from pydantic import Field, model_validator
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from trustlab.errors import TrustlabError
+from trustlab import registry
 from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
 from trustlab.mitigations.base import Mitigation
+from trustlab.registry import ParamError
 
-CONSTRAINTS = ("demographic_parity", "equalized_odds")
+Constraints = Literal["demographic_parity", "equalized_odds"]
 
 
 @contextlib.contextmanager
@@ -35,13 +38,6 @@ def _quiet_fairlearn():
         warnings.filterwarnings("ignore", module=r"fairlearn\..*")
         warnings.filterwarnings("ignore", message=r".*(\.at with a key|incompatible dtype).*")
         yield
-
-
-def _check_constraint(name: str, constraints: str) -> None:
-    if constraints not in CONSTRAINTS:
-        raise TrustlabError(
-            f"{name}: constraints must be one of {', '.join(CONSTRAINTS)}, "
-            f"got {constraints!r}")
 
 
 class Float64Proba(ClassifierMixin, BaseEstimator):
@@ -71,28 +67,27 @@ class Float64Proba(ClassifierMixin, BaseEstimator):
 
 
 class ExponentiatedGradientMitigation(Mitigation):
-    """``mitigation: {name: exponentiated_gradient, params: {constraints: ..., eps: ...}}``.
+    """Exponentiated gradient (Agarwal et al. 2018): fairlearn's reductions approach.
 
-    ``constraints``: ``demographic_parity`` or ``equalized_odds``; ``difference_bound`` is
-    the constraint's slack (fairlearn's default when None); ``eps``, ``max_iter``, ``nu``,
-    ``eta0``, ``run_linprog_step`` go to ``ExponentiatedGradient`` as they are.
+    A randomized mixture of estimators fitted on reweighted, relabelled data; the
+    parameters other than ``constraints`` and ``difference_bound`` go to fairlearn's
+    ``ExponentiatedGradient`` as they are.
     """
 
-    def __init__(self, seed: int = 0, constraints: str = "demographic_parity",
-                 difference_bound: float | None = None, eps: float = 0.01,
-                 max_iter: int = 50, nu: float | None = None, eta0: float = 2.0,
-                 run_linprog_step: bool = True) -> None:
-        _check_constraint("exponentiated_gradient", constraints)
-        super().__init__(seed=seed, constraints=constraints,
-                         difference_bound=difference_bound, eps=eps, max_iter=max_iter,
-                         nu=nu, eta0=eta0, run_linprog_step=run_linprog_step)
-        self.constraints = constraints
-        self.difference_bound = difference_bound
-        self.eps = eps
-        self.max_iter = max_iter
-        self.nu = nu
-        self.eta0 = eta0
-        self.run_linprog_step = run_linprog_step
+    name = "exponentiated_gradient"
+
+    class Params(registry.Params):
+        constraints: Constraints = Field("demographic_parity",
+                                         description="the fairness constraint")
+        difference_bound: float | None = Field(
+            None, ge=0, description="the constraint's slack (null: fairlearn's default)")
+        eps: float = Field(0.01, gt=0, description="allowed fairness constraint violation")
+        max_iter: int = Field(50, ge=1, description="maximum number of iterations")
+        nu: float | None = Field(None, gt=0, description="convergence threshold for the "
+                                                         "duality gap (null: automatic)")
+        eta0: float = Field(2.0, gt=0, description="initial learning rate")
+        run_linprog_step: bool = Field(True, description="solve the linear program at each "
+                                                         "iteration")
 
     def _moment(self):
         kwargs = {} if self.difference_bound is None else {
@@ -120,23 +115,28 @@ class ExponentiatedGradientMitigation(Mitigation):
 
 
 class ThresholdOptimizerMitigation(Mitigation):
-    """``mitigation: {name: threshold_optimizer, params: {constraints: ...}}``.
+    """Threshold optimizer (Hardt et al. 2016): fairlearn's randomized group thresholds.
 
-    Objective accuracy, scores from ``predict_proba`` (float64), ``prefit=False``;
-    ``grid_size``, ``flip`` and ``tol`` go to ``ThresholdOptimizer`` as they are.
+    Objective accuracy, scores from ``predict_proba`` (float64), fitted on the training
+    data (``prefit=False``); ``grid_size``, ``flip`` and ``tol`` go to fairlearn's
+    ``ThresholdOptimizer`` as they are.
     """
 
-    def __init__(self, seed: int = 0, constraints: str = "demographic_parity",
-                 grid_size: int = 1000, flip: bool = False, tol: float | None = None) -> None:
-        _check_constraint("threshold_optimizer", constraints)
-        if tol is not None and constraints == "equalized_odds":
-            raise TrustlabError("threshold_optimizer: tol is not supported with equalized_odds")
-        super().__init__(seed=seed, constraints=constraints, grid_size=grid_size, flip=flip,
-                         tol=tol)
-        self.constraints = constraints
-        self.grid_size = grid_size
-        self.flip = flip
-        self.tol = tol
+    name = "threshold_optimizer"
+
+    class Params(registry.Params):
+        constraints: Constraints = Field("demographic_parity",
+                                         description="the fairness constraint")
+        grid_size: int = Field(1000, ge=1, description="thresholds tried per group")
+        flip: bool = Field(False, description="also consider flipped predictions")
+        tol: float | None = Field(None, ge=0, description="allowed constraint violation "
+                                                          "(demographic_parity only)")
+
+        @model_validator(mode="after")
+        def _tol_needs_demographic_parity(self):
+            if self.tol is not None and self.constraints == "equalized_odds":
+                raise ParamError("tol", "not supported with constraints: equalized_odds")
+            return self
 
     def fit(self, estimator, X, y, sensitive):
         X, y, sensitive = check_fit_inputs(X, y, sensitive)

@@ -36,16 +36,18 @@ to the highest threshold, so the choice is deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
+from trustlab import registry
 from trustlab.errors import TrustlabError
 from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
 from trustlab.mitigations.base import Mitigation
 
-CONSTRAINTS = ("demographic_parity", "equalized_odds")
 _TOL = 1e-12  # rates are ratios of counts; this absorbs float rounding in the bands
 
 
@@ -186,41 +188,30 @@ def _check_proba(model) -> None:
 
 
 class GroupThresholds(Mitigation):
-    """``mitigation: {name: group_thresholds, params: {max_disparity: 0.01}}``.
+    """Deterministic per-group decision thresholds maximizing accuracy under a disparity bound.
 
-    Params: ``constraints`` (``demographic_parity`` | ``equalized_odds``),
-    ``max_disparity`` (default 0.01), ``val_size`` (default 0.3), ``refit`` (default
-    false), ``cv`` (None = holdout; k = k-fold cross-fitting), ``grid_size`` (None =
-    every distinct validation score). Learned: ``thresholds_`` (group -> threshold),
-    ``val_accuracy_``, ``val_disparity_`` (on the rows the thresholds were chosen on).
-    ``predict_score`` is the fitted estimator's P(y=1) (thresholds are group-specific, so
-    the score itself is not thresholded).
+    Chosen on a validation split (or, with ``cv``, on out-of-fold scores). Learned:
+    ``thresholds_`` (group -> threshold), ``val_accuracy_``, ``val_disparity_`` (on the
+    rows the thresholds were chosen on). ``predict_score`` is the fitted estimator's
+    P(y=1) (thresholds are group-specific, so the score itself is not thresholded).
     """
 
-    def __init__(self, seed: int = 0, constraints: str = "demographic_parity",
-                 max_disparity: float = 0.01, val_size: float = 0.3, refit: bool = False,
-                 cv: int | None = None, grid_size: int | None = None) -> None:
-        if constraints not in CONSTRAINTS:
-            raise TrustlabError(f"group_thresholds: constraints must be one of "
-                                f"{', '.join(CONSTRAINTS)}, got {constraints!r}")
-        if not 0.0 <= float(max_disparity) <= 1.0:
-            raise TrustlabError(
-                f"group_thresholds: max_disparity must be in [0, 1], got {max_disparity}")
-        if not 0.0 < float(val_size) < 1.0:
-            raise TrustlabError(
-                f"group_thresholds: val_size must be between 0 and 1, got {val_size}")
-        if cv is not None and int(cv) < 2:
-            raise TrustlabError(f"group_thresholds: cv must be >= 2 (or null), got {cv}")
-        if grid_size is not None and int(grid_size) < 1:
-            raise TrustlabError(f"group_thresholds: grid_size must be >= 1, got {grid_size}")
-        super().__init__(seed=seed, constraints=constraints, max_disparity=max_disparity,
-                         val_size=val_size, refit=refit, cv=cv, grid_size=grid_size)
-        self.constraints = constraints
-        self.max_disparity = float(max_disparity)
-        self.val_size = float(val_size)
-        self.refit = bool(refit)
-        self.cv = None if cv is None else int(cv)
-        self.grid_size = None if grid_size is None else int(grid_size)
+    name = "group_thresholds"
+
+    class Params(registry.Params):
+        constraints: Literal["demographic_parity", "equalized_odds"] = Field(
+            "demographic_parity", description="demographic_parity: selection-rate spread; "
+                                              "equalized_odds: TPR and FPR spreads")
+        max_disparity: float = Field(0.01, ge=0, le=1, description="largest spread allowed "
+                                                                   "on the validation rows")
+        val_size: float = Field(0.3, gt=0, lt=1, description="share of the training rows "
+                                                             "held out (holdout mode)")
+        refit: bool = Field(False, description="refit the estimator on all training rows "
+                                               "after choosing the thresholds (holdout mode)")
+        cv: int | None = Field(None, ge=2, description="k-fold cross-fitting instead of a "
+                                                       "holdout (null: holdout)")
+        grid_size: int | None = Field(None, ge=1, description="candidate thresholds per "
+                                                              "group (null: every score)")
 
     def fit(self, estimator, X, y, sensitive):
         X, y, sensitive = check_fit_inputs(X, y, sensitive)

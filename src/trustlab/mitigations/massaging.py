@@ -1,4 +1,4 @@
-"""Massaging (Kamiran & Calders 2012) — the seed notebook's "data transformation".
+"""Massaging (Kamiran & Calders 2012), the income-fairness study's "data transformation".
 
 A ranker scores every training row; then the fewest borderline labels are flipped so the
 two groups' positive-label rates match: the unprivileged group's highest-ranked negatives
@@ -18,11 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field, model_validator
 from sklearn.base import clone
 
 from trustlab.errors import TrustlabError
 from trustlab.mitigations._checks import check_fit_inputs
 from trustlab.mitigations.base import Mitigation
+from trustlab import registry
+from trustlab.registry import ParamError
 
 
 def massaging_flip_count(n_unpriv: int, pos_unpriv: int, n_priv: int, pos_priv: int,
@@ -47,23 +50,40 @@ def massaging_flip_count(n_unpriv: int, pos_unpriv: int, n_priv: int, pos_priv: 
 
 
 class Massaging(Mitigation):
-    """``mitigation: {name: massaging, params: {ranker: logistic_regression}}``.
+    """Massaging (Kamiran & Calders 2012): flip the fewest borderline training labels.
 
-    ``ranker`` is any model name of :func:`trustlab.training.tabular_models.make_model`
-    (default ``logistic_regression``, as in Kamiran & Calders) or ``same`` for a clone of
-    the estimator being mitigated; ``ranker_params`` are passed to it. Learned:
-    ``n_flips_`` (promotions = demotions = M), ``y_massaged_``, ``promoted_``/``demoted_``
-    (row indices), ``privileged_``.
+    A ranker (``ranker``: a tabular model name, default ``logistic_regression`` as in
+    Kamiran & Calders, or ``same`` for a clone of the estimator being mitigated, with
+    ``ranker_params``) scores the training rows; the unprivileged group's top-ranked
+    negatives are promoted and as many of the privileged group's lowest-ranked positives
+    demoted. Learned: ``n_flips_`` (promotions = demotions = M), ``y_massaged_``,
+    ``promoted_``/``demoted_`` (row indices), ``privileged_``.
     """
 
-    def __init__(self, seed: int = 0, privileged: Any = None,
-                 ranker: str = "logistic_regression",
-                 ranker_params: dict[str, Any] | None = None) -> None:
-        super().__init__(seed=seed, privileged=privileged, ranker=ranker,
-                         ranker_params=ranker_params)
-        self.privileged = privileged
-        self.ranker = ranker
-        self.ranker_params = ranker_params
+    name = "massaging"
+
+    class Params(registry.Params):
+        privileged: str | int | float | bool | None = Field(
+            None, description="the privileged value of the sensitive attribute (the tabular "
+                              "kind passes dataset.privileged; null: the group with the "
+                              "highest positive rate)")
+        ranker: str = Field("logistic_regression", description="a tabular model name, or "
+                                                               "same (the mitigated estimator)")
+        ranker_params: dict[str, Any] | None = Field(
+            None, description="parameters of the ranker model")
+
+        @model_validator(mode="after")
+        def _known_ranker(self):
+            if self.ranker == "same":
+                if self.ranker_params:
+                    raise ParamError("ranker_params", "only for a named ranker model, not "
+                                                      "ranker: same")
+                return self
+            from trustlab.training.tabular_models import MODELS
+
+            MODELS.resolve(self.ranker, self.ranker_params, key="ranker_params",
+                           name_key="ranker")
+            return self
 
     def _make_ranker(self, estimator):
         if self.ranker == "same":

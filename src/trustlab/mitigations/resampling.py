@@ -16,18 +16,19 @@ Other params are the sampler's own (e.g. ``k_neighbors`` for SMOTE).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.under_sampling import RandomUnderSampler
+from pydantic import Field, model_validator
 from sklearn.base import clone
 
+from trustlab import registry
 from trustlab.errors import TrustlabError
 from trustlab.mitigations._checks import check_fit_inputs, group_codes
 from trustlab.mitigations.base import Mitigation
-
-TARGETS = ("equal", "independent")
+from trustlab.registry import ParamError
 
 
 def cell_targets(counts: np.ndarray, n_groups: int, target: str, grow: bool
@@ -46,30 +47,38 @@ def cell_targets(counts: np.ndarray, n_groups: int, target: str, grow: bool
     return {c: int(v) for c, v in enumerate(wanted.ravel())}
 
 
+class SamplerParams(registry.OpenParams):
+    """``target`` plus the imbalanced-learn sampler's own arguments (``sampler``), passed
+    through; ``sampling_strategy`` and ``random_state`` are ours (cell targets, seed)."""
+
+    sampler: ClassVar[type] = RandomOverSampler
+    target: Literal["equal", "independent"] = Field(
+        "equal", description="equal: every cell as large as the largest (as small as the "
+                             "smallest when undersampling); independent: label independent "
+                             "of the group, label rate kept")
+
+    @model_validator(mode="after")
+    def _sampler_arguments(self):
+        allowed = set(self.sampler._get_param_names()) - {"sampling_strategy", "random_state"}
+        for key in sorted(self.model_extra or {}):
+            if key not in allowed:
+                raise ParamError(key, f"unknown parameter; parameters: target, and "
+                                      f"{self.sampler.__name__}'s "
+                                      f"{', '.join(sorted(allowed)) or '(none)'}")
+        return self
+
+
 class _CellResampler(Mitigation):
-    """Shared logic; subclasses name the imbalanced-learn sampler and its direction."""
+    """Shared logic; subclasses name the imbalanced-learn sampler (in their ``Params``) and
+    its direction."""
 
-    sampler_cls: type = RandomOverSampler
     grow = True
+    Params = SamplerParams
 
-    def __init__(self, seed: int = 0, target: str = "equal", **sampler_params: Any) -> None:
-        super().__init__(seed=seed, target=target, **sampler_params)
-        if target not in TARGETS:
-            raise TrustlabError(
-                f"{self.name}: target must be one of {', '.join(TARGETS)}, got {target!r}")
-        allowed = set(self.sampler_cls._get_param_names()) - {"sampling_strategy",
-                                                               "random_state"}
-        unknown = sorted(set(sampler_params) - allowed)
-        if unknown:
-            raise TrustlabError(
-                f"{self.name}: unknown param {unknown[0]!r}; sampler params: "
-                f"{', '.join(sorted(allowed)) or '(none)'}; plus target")
-        self.target = target
-        self.sampler_params = sampler_params
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__.lower()
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed, **params)
+        self.sampler_cls = type(self.params).sampler
+        self.sampler_params = dict(self.params.model_extra or {})
 
     def fit_resample(self, X, y, sensitive):
         """Resampled ``(X, y, sensitive)``; sets ``cell_counts_`` and ``sample_indices_``."""
@@ -108,24 +117,39 @@ class _CellResampler(Mitigation):
 
 
 class Oversample(_CellResampler):
-    """``mitigation: {name: oversample}`` — imblearn's RandomOverSampler per cell."""
+    """Random over-sampling of every (group, label) cell (imbalanced-learn)."""
 
-    sampler_cls = RandomOverSampler
+    name = "oversample"
+    extra_params = "any argument of imbalanced-learn's RandomOverSampler (e.g. shrinkage)"
     grow = True
+
+    class Params(SamplerParams):
+        sampler: ClassVar[type] = RandomOverSampler
 
 
 class Undersample(_CellResampler):
-    """``mitigation: {name: undersample}`` — imblearn's RandomUnderSampler per cell."""
+    """Random under-sampling of every (group, label) cell (imbalanced-learn)."""
 
-    sampler_cls = RandomUnderSampler
+    name = "undersample"
+    extra_params = "any argument of imbalanced-learn's RandomUnderSampler (e.g. replacement)"
     grow = False
+
+    class Params(SamplerParams):
+        sampler: ClassVar[type] = RandomUnderSampler
 
 
 class Smote(_CellResampler):
-    """``mitigation: {name: smote}`` — imblearn's SMOTE per cell (synthetic rows)."""
+    """SMOTE per (group, label) cell: synthetic rows interpolated inside each cell.
 
-    sampler_cls = SMOTE
+    imbalanced-learn's SMOTE; ``k_neighbors`` shrinks to fit the smallest cell unless set.
+    """
+
+    name = "smote"
+    extra_params = "any argument of imbalanced-learn's SMOTE (e.g. k_neighbors)"
     grow = True
+
+    class Params(SamplerParams):
+        sampler: ClassVar[type] = SMOTE
 
     def _params_for(self, counts: np.ndarray) -> dict[str, Any]:
         # SMOTE interpolates between a row and one of its k nearest neighbours in the same

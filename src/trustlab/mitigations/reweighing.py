@@ -29,10 +29,12 @@ def reweighing_weights(y: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
 
 
 class Reweighing(Mitigation):
-    """``mitigation: {name: reweighing}``; learned ``sample_weight_`` (one per training row)."""
+    """Reweighing (Kamiran & Calders 2012): weight (group, label) cells by P(s)P(y)/P(s,y).
 
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__(seed=seed)
+    No parameters. Learned: ``sample_weight_`` (one per training row).
+    """
+
+    name = "reweighing"
 
     def fit(self, estimator, X, y, sensitive):
         X, y, sensitive = check_fit_inputs(X, y, sensitive)

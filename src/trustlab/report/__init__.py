@@ -1,12 +1,13 @@
-"""The HTML report (S8): one self-contained ``DIR/report.html`` per experiment.
+"""The HTML report: one self-contained ``DIR/report.html`` per experiment.
 
-Registry-driven: sections that apply to every experiment (the accuracy-vs-fairness
-scatter, the comparison table, run metadata) are built in; a trial kind adds its own plots
-with :func:`register_section` (the tabular kind adds per-group rates; later kinds add
-heatmaps, reversed triggers, training curves). A section function takes the
+The report sits above the experiment engine: it is built from the results store alone
+(metrics and artifacts), and draws every figure itself. Sections that apply to every
+experiment (the accuracy-vs-fairness scatter, the comparison table, run metadata) are built
+in; :mod:`trustlab.report.kinds` maps each built-in trial kind to its own sections (per-group
+rates, training curves, heatmaps, reversed triggers). A plugin kind adds sections with
+:func:`register_section`. A section function takes the
 :class:`~trustlab.experiments.results.Results` and a :class:`ReportContext` and returns a
-:class:`Section` or None (nothing to show). Kept import-light: kinds register sections
-from worker processes too.
+:class:`Section` or None (nothing to show).
 """
 
 from __future__ import annotations
@@ -30,15 +31,23 @@ class ReportContext:
 
 
 SectionFn = Callable[[Any, ReportContext], "Section | None"]
-SECTIONS: dict[str, list[SectionFn]] = {}
+# Added by plugin kinds; the built-in kinds' sections are in trustlab.report.kinds.
+PLUGIN_SECTIONS: dict[str, list[SectionFn]] = {}
+PLUGIN_FAIRNESS_AXES: dict[str, list[str]] = {}
 
 
 def register_section(kind: str, fn: SectionFn) -> SectionFn:
     """Add ``fn`` to the report of experiments of ``kind`` (idempotent)."""
-    fns = SECTIONS.setdefault(kind, [])
+    fns = PLUGIN_SECTIONS.setdefault(kind, [])
     if fn not in fns:
         fns.append(fn)
     return fn
+
+
+def register_fairness_axis(kind: str, metrics: list[str]) -> None:
+    """The metrics (in order of preference) the scatter of ``kind`` may put on its x axis;
+    an empty list means the kind has no fairness axis and no scatter."""
+    PLUGIN_FAIRNESS_AXES[kind] = list(metrics)
 
 
 def write_report(directory: str | Path, *, x_metric: str | None = None) -> Path:
@@ -47,4 +56,5 @@ def write_report(directory: str | Path, *, x_metric: str | None = None) -> Path:
     return _write(directory, x_metric=x_metric)
 
 
-__all__ = ["ReportContext", "SECTIONS", "Section", "register_section", "write_report"]
+__all__ = ["ReportContext", "Section", "register_fairness_axis", "register_section",
+           "write_report"]

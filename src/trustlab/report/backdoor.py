@@ -1,4 +1,4 @@
-"""Report section of the backdoor kind (S7): the before/after table of clean accuracy,
+"""Report section of the backdoor kind: the before/after table of clean accuracy,
 attack success rate and robust accuracy per defense, and for each Neural Cleanse run the
 reversed triggers (one image per label, flagged labels outlined in red) next to the L1
 norms per label with the anomaly threshold (the L1 below which the anomaly index exceeds

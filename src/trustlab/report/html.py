@@ -9,7 +9,8 @@ from pathlib import Path
 from trustlab.errors import TrustlabError
 from trustlab.experiments.results import (Results, fmt_cell, fmt_mean_std, load_results,
                                           summary_metrics)
-from trustlab.report import SECTIONS, ReportContext, Section
+from trustlab.report import ReportContext, Section
+from trustlab.report.kinds import fairness_axis_for, sections_for
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -44,14 +45,8 @@ def _table(header: list[str], rows: list[list], key_cols: int = 0) -> str:
 
 
 def default_x_metric(results: Results) -> str | None:
-    from trustlab.experiments.kinds import get_kind
-
     names = set(results.metric_names())
-    try:
-        prefs = get_kind(results.kind).fairness_metrics
-    except TrustlabError:
-        prefs = ["statistical_parity_difference", "demographic_parity_difference"]
-    return next((m for m in prefs if m in names), None)
+    return next((m for m in fairness_axis_for(results.kind) if m in names), None)
 
 
 # -- built-in sections ---------------------------------------------------------------------
@@ -153,15 +148,24 @@ BUILTIN_BEFORE = [scatter_section, comparison_section]
 BUILTIN_AFTER = [failures_section, metadata_section]
 
 
-def build_html(results: Results, ctx: ReportContext) -> str:
-    from trustlab.experiments.kinds import get_kind
+def _load_plugin_kind(kind: str) -> None:
+    """A plugin kind registers its report sections when its module is imported."""
+    from trustlab.report.kinds import SECTIONS
+
+    if kind in SECTIONS:
+        return
+    from trustlab.registry import get_registry
 
     try:
-        get_kind(results.kind)  # importing the kind registers its report sections
+        get_registry("kinds").get(kind)
     except TrustlabError:
-        pass
+        pass  # the kind is gone: the built-in sections still show its results
+
+
+def build_html(results: Results, ctx: ReportContext) -> str:
+    _load_plugin_kind(results.kind)
     sections: list[Section] = []
-    for fn in BUILTIN_BEFORE + SECTIONS.get(results.kind, []) + BUILTIN_AFTER:
+    for fn in BUILTIN_BEFORE + sections_for(results.kind) + BUILTIN_AFTER:
         sec = fn(results, ctx)
         if sec is not None:
             sections.append(sec)
@@ -180,6 +184,7 @@ def build_html(results: Results, ctx: ReportContext) -> str:
 def write_report(directory: str | Path, *, x_metric: str | None = None) -> Path:
     directory = Path(directory)
     results = load_results(directory)
+    _load_plugin_kind(results.kind)
     if not results.trials:
         raise TrustlabError(f"no trials in {directory} yet; nothing to report")
     cfg = results.meta.get("report") or {}

@@ -1,4 +1,4 @@
-"""Report section of the minority_class kind (S6): class x percentage heatmaps.
+"""Report section of the minority_class kind (interclass bias under an induced minority): class x percentage heatmaps.
 
 Rows are the class made the minority, columns the percentage of its training rows kept;
 cells are means over seeds. With a balanced ``full`` baseline in the same results, a

@@ -1,20 +1,75 @@
-"""What the trial kinds share: a strict config base, the ``subsample`` key and how it
-draws rows, and the per-process dataset cache."""
+"""What the trial kinds share: a strict config base, config blocks that name a registry
+entry (:class:`Choice`, :class:`FlatChoice`), the ``subsample`` key and how it draws rows,
+and the per-process dataset cache."""
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from trustlab.registry import get_registry
 
 
 class StrictConfig(BaseModel):
     """A config block where an unknown key is an error that names it."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Choice(StrictConfig):
+    """``{name: <entry>, params: {...}}``: a registry entry and its parameters.
+
+    ``params`` is checked against the entry's own declaration and its defaults are filled
+    in, so the resolved config (and the trial id, its hash) says exactly what runs.
+    Subclasses set ``stage`` (the registry) and may add keys of their own.
+    """
+
+    stage: ClassVar[str]
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve_params(self):
+        self.params = get_registry(self.stage).resolve(self.name, self.params)
+        return self
+
+    @property
+    def entry(self):
+        return get_registry(self.stage).get(self.name)
+
+
+class FlatChoice(BaseModel):
+    """A block whose ``selector`` key names a registry entry and whose other, undeclared
+    keys are that entry's parameters, written flat beside the block's own keys::
+
+        attack: {trigger: patch, size: 4, position: bottom_right, target: 0}
+
+    (``size`` and ``position`` belong to the ``patch`` trigger). The entry's declaration
+    checks them and fills its defaults; :attr:`entry_params` returns them.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    stage: ClassVar[str]
+    selector: ClassVar[str]
+
+    @model_validator(mode="after")
+    def _resolve_entry_params(self):
+        name = getattr(self, self.selector)
+        self.__pydantic_extra__ = get_registry(self.stage).resolve(
+            name, dict(self.__pydantic_extra__ or {}), key="", name_key=self.selector)
+        return self
+
+    @property
+    def entry(self):
+        return get_registry(self.stage).get(getattr(self, self.selector))
+
+    @property
+    def entry_params(self) -> dict[str, Any]:
+        return dict(self.__pydantic_extra__ or {})
 
 
 def _check_subsample(v):

@@ -1,10 +1,8 @@
-"""The ``minority_class`` trial kind (S6): interclass bias under an induced minority class.
+"""The ``minority_class`` trial kind: interclass bias under an induced minority class.
 
-One trial keeps ``target_percentage`` % of one class's training rows (the seed's flags
-``label``, ``target_percentage``, ``full_flag`` and ``num_epochs`` map to
-``minority.label``, ``minority.target_percentage``, ``minority.full`` and
-``training.epochs``), trains a network and reports how that class fares on the
-(untouched) test split and where its errors go::
+One trial keeps ``target_percentage`` % of one class's training rows, trains a network
+(``model``, ``method`` and ``training`` as in the ``deep`` kind) and reports how that
+class fares on the (untouched) test split and where its errors go::
 
     kind: minority_class
     dataset: {name: mnist}
@@ -31,25 +29,26 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from trustlab.errors import TrustlabError
+from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
                                                subsample_rows)
-from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
-from trustlab.experiments.kinds.deep import (DeepModelConfig, MethodConfig, TrainingConfig,
-                                             _numeric, prediction_artifacts,
-                                             train_on, training_metrics, validate_dataset,
-                                             validate_training)
+from trustlab.experiments.kinds.deep import MethodChoice, NetworkChoice, train_and_predict
+from trustlab.training.deep.options import TrainingOptions
 
 
 class MinorityDatasetConfig(StrictConfig):
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-    subsample: Subsample = None  # training rows kept before the minority is made
+    name: str = Field(description="a registered dataset (trustlab list datasets)")
+    options: dict[str, Any] = Field(default_factory=dict, description="loader options")
+    subsample: Subsample = Field(None, description="training rows kept (fraction or count) "
+                                                   "before the minority is made")
 
 
 class MinorityConfig(StrictConfig):
-    label: int | str | None = None  # class index or name
-    target_percentage: float = Field(100.0, gt=0, le=100)
-    full: bool = False  # the balanced "full" baseline
+    label: int | str | None = Field(None, description="the minority class (index or name)")
+    target_percentage: float = Field(100.0, gt=0, le=100,
+                                     description="% of its training rows the class keeps")
+    full: bool = Field(False, description="the balanced baseline: every class cut to the "
+                                          "smallest")
 
     @model_validator(mode="after")
     def _label_needed(self):
@@ -58,17 +57,23 @@ class MinorityConfig(StrictConfig):
         return self
 
 
+class SmallCNNByDefault(NetworkChoice):
+    name: str = "small_cnn"
+
+
 class MinorityClassConfig(StrictConfig):
     dataset: MinorityDatasetConfig
-    model: DeepModelConfig = Field(default_factory=lambda: DeepModelConfig(name="small_cnn"))
-    method: MethodConfig = Field(default_factory=MethodConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    model: SmallCNNByDefault = Field(default_factory=SmallCNNByDefault)
+    method: MethodChoice = Field(default_factory=MethodChoice)
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
     minority: MinorityConfig
 
 
 def validate(cfg: MinorityClassConfig) -> None:
-    validate_dataset(cfg.dataset.name, cfg.dataset.options, None)
-    validate_training(cfg.model, cfg.method, cfg.training)
+    """The dataset and its loader options; the minority label against its classes."""
+    from trustlab.training.deep import check_dataset
+
+    check_dataset(cfg.dataset.name, cfg.dataset.options)
     if not cfg.minority.full:
         ds = load_dataset_cached(cfg.dataset.name, 0, cfg.dataset.options)
         _class_index(ds, cfg.minority.label)
@@ -90,6 +95,7 @@ def _class_index(ds, label) -> int:
 def run(cfg: MinorityClassConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     from trustlab.data.transforms import balanced_full, subsample_class
     from trustlab.metrics import audit
+    from trustlab.training.deep import numeric_features
 
     d, m = cfg.dataset, cfg.minority
     ds = load_dataset_cached(d.name, seed, d.options)
@@ -102,14 +108,14 @@ def run(cfg: MinorityClassConfig, seed: int, ctx: TrialContext) -> TrialOutput:
         label = _class_index(ds, m.label)
         ds = subsample_class(ds, label, m.target_percentage, seed)
     group = ds.groups.columns[0]
-    ds = _numeric(ds, group, keep_group=True)
-    trained = train_on(ds, group, cfg.model, cfg.method, cfg.training, seed)
+    ds = numeric_features(ds, group, keep_group=True)
+    trained = train_and_predict(ds, group, cfg, seed)
 
     # Groups are the classes themselves: the per-group table is the per-class one.
     classes = np.asarray(ds.class_names, dtype=object)
     metrics = audit(classes[trained.y_test], classes[trained.y_pred],
                     classes[trained.y_test]).flat_metrics()
-    metrics.update(training_metrics(trained))
+    metrics.update(trained.metrics())
     counts = np.bincount(ds.y_train, minlength=ds.n_classes)
     metrics["train_rows"] = float(counts.sum())
     # Recall by class index too: the report compares a class with itself in the baseline.
@@ -130,8 +136,7 @@ def run(cfg: MinorityClassConfig, seed: int, ctx: TrialContext) -> TrialOutput:
                 metrics[f"absorbed.{ds.class_names[j]}"] = float(share)
         others = [j for j in range(ds.n_classes) if j != label]
         metrics["top_absorber"] = float(others[int(np.argmax(predicted[others]))])
-    return TrialOutput(metrics=metrics,
-                       artifacts=prediction_artifacts(trained, ds.groups_test[group]))
+    return TrialOutput(metrics=metrics, artifacts=trained.artifacts(ds.groups_test[group]))
 
 
 KIND = TrialKind(
@@ -141,17 +146,5 @@ KIND = TrialKind(
     validate=validate,
     summary_metrics=["accuracy", "macro_f1", "minority_accuracy", "minority_f1",
                      "minority_train_rows", "train_time_s"],
-    fairness_metrics=["accuracy_difference"],
+    description="Interclass bias: how a class fares when made a minority of the training set",
 )
-
-
-def _register_report_sections() -> None:
-    from trustlab.report import register_section
-    from trustlab.report.deep import training_curves_section
-    from trustlab.report.minority_class import heatmap_section
-
-    register_section("minority_class", heatmap_section)
-    register_section("minority_class", training_curves_section)
-
-
-_register_report_sections()

@@ -1,122 +1,109 @@
-"""The ``tabular`` trial kind (S3): load, (drop the sensitive columns), encode, train with a
-mitigation, audit the test split.
+"""The ``tabular`` trial kind: load, (drop the sensitive columns), encode, train a tabular
+model with a bias mitigation, audit the test split.
+
+    kind: tabular
+    dataset: {name: adult, sensitive: sex, privileged: Male}
+    model: {name: xgboost, params: {n_estimators: 400}}      # trustlab list models
+    mitigation: {name: group_thresholds, params: {cv: 5}}   # trustlab list mitigations
 
 Metrics are the audit's flat names (``accuracy``, ``demographic_parity_difference``,
 ``group.<value>.selection_rate``, ...) plus ``train_time_s``, ``n_train`` and ``n_test``.
+Artifacts: ``predictions.npz`` (test split) and, with ``model.save``, ``model.pkl``.
 """
 
 from __future__ import annotations
 
 import io
+import pickle
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
-from trustlab.data.registry import check_options
 from trustlab.errors import TrustlabError
-from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
-                                               subsample_rows)
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
+from trustlab.experiments.kinds.common import (Choice, StrictConfig, Subsample,
+                                               load_dataset_cached, subsample_rows)
+from trustlab.registry import ParamError
 
 
 class DatasetConfig(StrictConfig):
-    name: str
-    sensitive: str
-    privileged: str | int | float | bool | None = None
-    use_sensitive_as_feature: bool = False
-    options: dict[str, Any] = Field(default_factory=dict)
-    # Train rows to keep (a fraction in (0, 1] or a count), drawn with the trial seed.
-    subsample: Subsample = None
+    name: str = Field(description="a registered tabular dataset (trustlab list datasets)")
+    sensitive: str = Field(description="the sensitive attribute (one of the dataset's groups)")
+    privileged: str | int | float | bool | None = Field(None, description="its privileged "
+                                                        "value (binary attributes only)")
+    use_sensitive_as_feature: bool = Field(False, description="keep its columns as features")
+    options: dict[str, Any] = Field(default_factory=dict, description="loader options")
+    subsample: Subsample = Field(None, description="training rows kept (fraction or count)")
 
 
-class ModelConfig(StrictConfig):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    save: bool = False  # pickle the fitted model into the trial's artifact directory
+class ModelChoice(Choice):
+    """``{name, params, save}`` of a tabular model (the ``models`` registry)."""
+
+    stage: ClassVar[str] = "models"
+    save: bool = Field(False, description="pickle the fitted mitigation and model (model.pkl)")
 
 
-class MitigationConfig(StrictConfig):
+class MitigationChoice(Choice):
+    """``{name, params}`` of a mitigation (the ``mitigations`` registry)."""
+
+    stage: ClassVar[str] = "mitigations"
     name: str = "none"
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TabularConfig(StrictConfig):
     dataset: DatasetConfig
-    model: ModelConfig
-    mitigation: MitigationConfig = Field(default_factory=MitigationConfig)
+    model: ModelChoice
+    mitigation: MitigationChoice = Field(default_factory=MitigationChoice)
 
 
 def validate(cfg: TabularConfig) -> None:
-    """Name checks that need no data: dataset, its options and group, model, mitigation."""
-
+    """Dataset, loader options, sensitive attribute and (on the data) privileged value."""
     from trustlab.data import get_spec  # importing trustlab.data registers the loaders
-    from trustlab.mitigations import make_mitigation
-    from trustlab.training.tabular_models import make_model
+    from trustlab.data.registry import check_options
 
-    spec = get_spec(cfg.dataset.name)
+    d = cfg.dataset
+    try:
+        spec = get_spec(d.name)
+    except TrustlabError as exc:
+        raise ParamError("dataset.name", str(exc)) from None
     if spec.kind != "tabular":
-        raise TrustlabError(f"dataset {spec.name!r} is not tabular (it is {spec.kind})")
-    check_options(spec, cfg.dataset.options)
-    if cfg.dataset.sensitive not in spec.groups:
-        raise TrustlabError(f"dataset {spec.name!r} has no sensitive attribute "
-                            f"{cfg.dataset.sensitive!r}; choose one of: {', '.join(spec.groups)}")
-    make_model(cfg.model.name, cfg.model.params, seed=0)  # unknown name or parameter
-    make_mitigation(cfg.mitigation.name, cfg.mitigation.params, seed=0)
-    if cfg.dataset.privileged is not None:
-        _check_privileged(cfg.dataset)
-
-
-def _check_privileged(d: DatasetConfig) -> None:
-    """``dataset.privileged`` must name one side of a binary sensitive attribute; checked
-    on the data before the sweep starts, not after every trial has trained."""
+        raise ParamError("dataset.name", f"dataset {d.name!r} is not tabular ({spec.kind})")
+    try:
+        check_options(spec, d.options)
+    except ParamError as exc:
+        raise exc.under("dataset") from None
+    if d.sensitive not in spec.groups:
+        raise ParamError("dataset.sensitive", f"dataset {spec.name!r} has no sensitive "
+                         f"attribute {d.sensitive!r}; choose one of: {', '.join(spec.groups)}")
+    if d.privileged is None:
+        return
+    # one side of a binary attribute: checked on the data before the sweep starts
     values = sorted(map(str, load_dataset_cached(d.name, 0, d.options)
                         .groups[d.sensitive].unique()))
     if len(values) != 2:
-        from trustlab.data import get_spec
-
         binary = f"{d.sensitive}_binary"
-        hint = f"; {binary} is binary" if binary in get_spec(d.name).groups else ""
-        raise TrustlabError(
-            f"dataset.privileged needs a binary sensitive attribute, but {d.sensitive!r} has "
-            f"{len(values)} values ({', '.join(values[:6])}){hint}")
+        hint = f"; {binary} is binary" if binary in spec.groups else ""
+        raise ParamError("dataset.privileged", f"needs a binary sensitive attribute, but "
+                         f"{d.sensitive!r} has {len(values)} values "
+                         f"({', '.join(values[:6])}){hint}")
     if str(d.privileged) not in values:
-        raise TrustlabError(f"dataset.privileged: {d.privileged!r} is not a value of "
-                            f"{d.sensitive!r} ({', '.join(values)})")
-
-
-def _mitigation_params(cfg: TabularConfig) -> dict[str, Any]:
-    """The mitigation's params, plus ``dataset.privileged`` for methods that take it
-    (massaging decides whom to promote from it) unless the params set it already."""
-    import inspect
-
-    from trustlab.mitigations import MITIGATIONS
-
-    params = dict(cfg.mitigation.params)
-    cls = MITIGATIONS.get(cfg.mitigation.name)
-    if (cls is not None and cfg.dataset.privileged is not None and "privileged" not in params
-            and "privileged" in inspect.signature(cls.__init__).parameters):
-        params["privileged"] = cfg.dataset.privileged
-    return params
+        raise ParamError("dataset.privileged", f"{d.privileged!r} is not a value of "
+                                               f"{d.sensitive!r} ({', '.join(values)})")
 
 
 def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     from trustlab.metrics import audit
     from trustlab.mitigations import make_mitigation
-    from trustlab.training.tabular_models import encode_features, make_model
+    from trustlab.training.tabular_models import encoded_split, make_model
 
     d = cfg.dataset
     ds = load_dataset_cached(d.name, seed, d.options)
     if d.subsample is not None:
         ds = ds.with_split(subsample_rows(ds.train_idx, d.subsample, seed), ds.test_idx)
 
-    X_train, X_test = ds.X_train, ds.X_test
-    if not d.use_sensitive_as_feature:
-        drop = ds.meta.get("sensitive_features", {}).get(d.sensitive, [d.sensitive])
-        X_train = X_train.drop(columns=[c for c in drop if c in X_train.columns])
-        X_test = X_test.drop(columns=[c for c in drop if c in X_test.columns])
-    Xtr, Xte, _ = encode_features(X_train, X_test)
+    Xtr, Xte = encoded_split(ds, d.sensitive, keep_sensitive=d.use_sensitive_as_feature)
     s_train = ds.groups_train[d.sensitive].to_numpy()
     s_test = ds.groups_test[d.sensitive].to_numpy()
     y_train, y_test = ds.y_train, ds.y_test
@@ -124,8 +111,13 @@ def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
         raise TrustlabError(f"the training split has a single class (subsample "
                             f"{d.subsample!r} is too small)")
 
+    params = dict(cfg.mitigation.params)
+    # A method that declares `privileged` (massaging) gets the dataset's unless it sets one.
+    if (d.privileged is not None and params.get("privileged") is None
+            and "privileged" in cfg.mitigation.entry.Params.model_fields):
+        params["privileged"] = d.privileged
     estimator = make_model(cfg.model.name, cfg.model.params, seed=seed)
-    mit = make_mitigation(cfg.mitigation.name, _mitigation_params(cfg), seed=seed)
+    mit = make_mitigation(cfg.mitigation.name, params, seed=seed)
     t0 = time.perf_counter()
     mit.fit(estimator, Xtr, y_train, s_train)
     train_time = time.perf_counter() - t0
@@ -146,8 +138,6 @@ def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     np.savez_compressed(buf, **arrays)
     artifacts = {"predictions.npz": buf.getvalue()}
     if cfg.model.save:
-        import pickle
-
         artifacts["model.pkl"] = pickle.dumps(mit)
     return TrialOutput(metrics=metrics, artifacts=artifacts)
 
@@ -162,14 +152,5 @@ KIND = TrialKind(
                      "statistical_parity_difference|demographic_parity_difference",
                      "disparate_impact|demographic_parity_ratio",
                      "equalized_odds_difference", "train_time_s"],
+    description="Train a tabular model with a bias mitigation and audit it per group",
 )
-
-
-def _register_report_sections() -> None:
-    from trustlab.report import register_section
-    from trustlab.report.tabular import group_rates_section
-
-    register_section("tabular", group_rates_section)
-
-
-_register_report_sections()

@@ -1,6 +1,8 @@
-"""Deep training (S5): networks, in-processing methods and the one PyTorch loop.
+"""Deep training: networks, in-processing methods and the one PyTorch loop.
 
-Typical use (what a trial kind calls)::
+Networks (:data:`NETWORKS`) and training methods (:data:`METHODS`) are registry entries
+that declare their parameters; :class:`TrainingOptions` declares the loop's. Typical use
+(what a trial kind calls)::
 
     from trustlab.training.deep import split_tensors, build_method, train, predict
     tr = split_tensors(ds, "train", group_column="group")
@@ -10,38 +12,37 @@ Typical use (what a trial kind calls)::
     history = train(method, tr, te, epochs=5, batch_size=128, seed=seed)
     y_pred = predict(method, te.x)
 
-Importing this package imports torch.
+or, from a dataset to test predictions in one call, :func:`train_network`.
+The names load on first use, so the training options (:mod:`~.options`, a deep kind's
+``training:`` block) are read without importing torch; the rest imports it.
 """
 
-from trustlab.training.deep.data import (
-                                         SAMPLERS,
-                                         BalancedBatchSampler,
-                                         ResampledEpochs,
-                                         SplitTensors,
-                                         make_loader,
-                                         split_tensors,
-)
-from trustlab.training.deep.hparams import (
-                                         HPARAMS,
-                                         OPTIMIZER,
-                                         default_hparams,
-                                         resolve_hparams,
-)
-from trustlab.training.deep.methods import METHODS, Method, make_method
-from trustlab.training.deep.models import MODELS, count_parameters, make_model
-from trustlab.training.deep.trainer import (
-                                         EarlyStopping,
-                                         History,
-                                         build_method,
-                                         evaluate,
-                                         predict,
-                                         predict_logits,
-                                         resolve_device,
-                                         train,
-)
+from __future__ import annotations
 
-__all__ = ["HPARAMS", "METHODS", "MODELS", "OPTIMIZER", "SAMPLERS", "BalancedBatchSampler",
-           "EarlyStopping", "History", "Method", "ResampledEpochs", "SplitTensors",
-           "build_method", "count_parameters", "default_hparams", "evaluate", "make_loader",
-           "make_method", "make_model", "predict", "predict_logits", "resolve_device",
-           "resolve_hparams", "split_tensors", "train"]
+from typing import Any
+
+_EXPORTS = {
+    "data": ["BalancedBatchSampler", "ResampledEpochs", "SplitTensors", "make_loader",
+             "split_tensors"],
+    "methods": ["METHODS", "Method", "make_method"],
+    "models": ["NETWORKS", "count_parameters", "make_model"],
+    "options": ["SAMPLERS", "EarlyStopping", "LoopOptions", "TrainingOptions"],
+    "pipeline": ["Trained", "check_dataset", "numeric_features", "split_validation",
+                 "train_network"],
+    "trainer": ["History", "build_method", "evaluate", "predict", "predict_logits",
+                "resolve_device", "train"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_MODULE_OF)

@@ -1,7 +1,8 @@
 """From a trustlab :class:`~trustlab.data.container.Dataset` split to PyTorch batches.
 
 ``split_tensors`` gives the inputs, labels and integer group ids of one split;
-``make_loader`` batches them with one of the S5 sampling schemes:
+``make_loader`` batches them with one of the sampling schemes
+(:data:`~trustlab.training.deep.options.SAMPLERS`):
 
 * ``"shuffle"`` — plain shuffled epochs;
 * ``"oversample"`` / ``"undersample"`` — epoch-level resampling of the group (or class)
@@ -24,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from trustlab.errors import TrustlabError
-
-SAMPLERS = ("shuffle", "oversample", "undersample", "balanced_batch")
+from trustlab.registry import check_params
+from trustlab.training.deep.options import LoopOptions
 
 
 @dataclass
@@ -172,15 +173,15 @@ class BalancedBatchSampler(Sampler[list[int]]):
             yield [batch[i] for i in rng.permutation(len(batch))]
 
 
-def make_loader(data: SplitTensors, batch_size: int, seed: int, sampler: str = "shuffle",
-                balance_by: str = "group") -> DataLoader:
-    """A deterministic single-process DataLoader of ``(x, y, g)`` batches."""
-    if sampler not in SAMPLERS:
-        raise TrustlabError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-    if balance_by not in ("group", "class"):
-        raise TrustlabError(f"balance_by must be 'group' or 'class', got {balance_by!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise TrustlabError(f"batch_size must be a positive integer, got {batch_size!r}")
+def make_loader(data: SplitTensors, batch_size: int, seed: int, sampler: str | None = None,
+                balance_by: str | None = None) -> DataLoader:
+    """A deterministic single-process DataLoader of ``(x, y, g)`` batches.
+
+    ``batch_size``, ``sampler`` and ``balance_by`` are checked against
+    :class:`~trustlab.training.deep.options.LoopOptions` (None: its default)."""
+    given = {"batch_size": batch_size, "sampler": sampler, "balance_by": balance_by}
+    options = check_params(LoopOptions, {k: v for k, v in given.items() if v is not None})
+    sampler, balance_by = options.sampler, options.balance_by
     strata = (data.g if balance_by == "group" else data.y).numpy()
     tensors = TensorDataset(data.x, data.y, data.g)
     if sampler == "balanced_batch":

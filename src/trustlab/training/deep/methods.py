@@ -1,10 +1,11 @@
-"""In-processing training methods (S5), one small class each on one base (DomainBed style).
+"""In-processing training methods, one small class each on one base (DomainBed style).
 
 A method owns the model and its optimizer. ``update((x, y, g))`` does one optimizer step
 on a minibatch of inputs, labels and group ids and returns floats to log (``loss`` is the
 objective that was back-propagated, ``ce`` the plain mean cross-entropy); ``predict(x)``
 returns logits. The trainer knows nothing about any method: adding one is a class here
-and a line in :data:`METHODS` and :data:`trustlab.training.deep.hparams.HPARAMS`.
+(with its ``name`` and its ``Params``, a subclass of :class:`Method.Params`, which declares
+the optimizer's parameters every method shares) and a line in :data:`METHODS`.
 
 The methods are written by hand: no maintained library implements this set of
 losses on a plain PyTorch model.
@@ -13,43 +14,46 @@ losses on a plain PyTorch model.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
+from trustlab import registry
 from trustlab.errors import TrustlabError
-from trustlab.training.deep.hparams import resolve_hparams
+from trustlab.registry import Configurable, ParamError, Registry
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _check_range(name: str, value: Any, low: float, high: float = math.inf, *,
-                 low_open: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TrustlabError(f"hyper-parameter {name!r} must be a number, got {value!r}") from None
-    if v < low or v > high or (low_open and v == low):
-        bracket = "(" if low_open else "["
-        raise TrustlabError(f"hyper-parameter {name!r} must be in {bracket}{low}, {high}], "
-                            f"got {value!r}")
-    return v
+class Method(Configurable, nn.Module):
+    """Base: plain ERM's optimizer and bookkeeping; subclasses override :meth:`objective`.
 
+    ``hparams`` holds every declared parameter, optimizer ones included, under its YAML
+    name (``hparams["lambda"]``); each is also an attribute (``self.eta``), except that
+    ``self.optimizer`` is the torch optimizer built from ``hparams["optimizer"]``.
+    """
 
-class Method(nn.Module):
-    """Base: plain ERM's optimizer and bookkeeping; subclasses override :meth:`update`."""
+    name: ClassVar[str] = "base"
 
-    name = "base"
+    class Params(registry.Params):
+        """The optimizer's parameters, shared by every method."""
 
-    def __init__(self, model: nn.Module, n_classes: int, n_groups: int,
-                 hparams: dict[str, Any] | None = None):
+        optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer")
+        lr: float = Field(1e-3, gt=0.0, description="learning rate")
+        weight_decay: float = Field(0.0, ge=0.0,
+                                    description="L2 penalty applied by the optimizer")
+        momentum: float = Field(0.9, ge=0.0, le=1.0, description="momentum (sgd only)")
+
+    def __init__(self, model: nn.Module, n_classes: int, n_groups: int, **params):
         super().__init__()
+        self._set_params(params)
+        self.hparams: dict[str, Any] = self.params.to_dict()
         self.model = model
         self.n_classes = int(n_classes)
         self.n_groups = int(n_groups)
-        self.hparams = resolve_hparams(self.name, hparams)
         # Training-set frequencies; the trainer fills them through prepare().
         self.register_buffer("class_counts", torch.ones(self.n_classes))
         self.register_buffer("group_counts", torch.ones(self.n_groups))
@@ -57,11 +61,10 @@ class Method(nn.Module):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        lr = _check_range("lr", hp["lr"], 0.0, low_open=True)
-        wd = _check_range("weight_decay", hp["weight_decay"], 0.0)
+        lr, wd = hp["lr"], hp["weight_decay"]
         if hp["optimizer"] == "sgd":
             return torch.optim.SGD(self.parameters(), lr=lr, weight_decay=wd,
-                                   momentum=_check_range("momentum", hp["momentum"], 0.0, 1.0))
+                                   momentum=hp["momentum"])
         # Adam's weight_decay is the classic L2 term added to the gradient.
         return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=wd)
 
@@ -94,7 +97,9 @@ class Method(nn.Module):
 
 
 class ERM(Method):
-    name = "erm"
+    """Empirical risk minimisation: the mean cross-entropy."""
+
+    name: ClassVar[str] = "erm"
 
 
 class Reweight(Method):
@@ -103,7 +108,10 @@ class Reweight(Method):
     Weights are scikit-learn's "balanced" ``n / (k * n_c)``; absent classes/groups get 0.
     """
 
-    name = "reweight"
+    name: ClassVar[str] = "reweight"
+
+    class Params(Method.Params):
+        by: Literal["group", "class"] = Field("group", description="the strata weighted")
 
     def sample_weights(self, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         counts, ids = ((self.class_counts, y) if self.hparams["by"] == "class"
@@ -121,16 +129,22 @@ class Reweight(Method):
 
 
 class GroupDRO(Method):
-    """Group DRO (Sagawa et al., 2020): minimise the q-weighted group losses, where q is
-    updated by exponentiated gradient ascent ``q_g <- q_g exp(eta * (L_g + C / sqrt(n_g)))``
-    on the groups present in the batch, then renormalised."""
+    """Group DRO (Sagawa et al., 2020): minimise an adversarially weighted sum of the
+    group losses.
 
-    name = "group_dro"
+    The loss is the q-weighted group losses, where q is updated by exponentiated gradient
+    ascent ``q_g <- q_g exp(eta * (L_g + C / sqrt(n_g)))`` on the groups present in the
+    batch, then renormalised."""
 
-    def __init__(self, model, n_classes, n_groups, hparams=None):
-        super().__init__(model, n_classes, n_groups, hparams)
-        self.eta = _check_range("eta", self.hparams["eta"], 0.0)
-        self.adjustment = _check_range("adjustment", self.hparams["adjustment"], 0.0)
+    name: ClassVar[str] = "group_dro"
+
+    class Params(Method.Params):
+        eta: float = Field(0.01, ge=0.0, description="step size of the group weights q")
+        adjustment: float = Field(0.0, ge=0.0, description="C of the generalisation "
+                                                           "adjustment C / sqrt(n_g)")
+
+    def __init__(self, model, n_classes, n_groups, **params):
+        super().__init__(model, n_classes, n_groups, **params)
         self.register_buffer("q", torch.full((self.n_groups,), 1.0 / self.n_groups))
 
     def group_losses(self, losses: torch.Tensor, g: torch.Tensor
@@ -156,7 +170,10 @@ class GroupDRO(Method):
 class SpectralDecoupling(Method):
     """Spectral decoupling (Pezeshki et al., 2021): CE + lambda/2 * mean ||logits||^2."""
 
-    name = "spectral_decoupling"
+    name: ClassVar[str] = "spectral_decoupling"
+
+    class Params(Method.Params):
+        lambda_: float = Field(0.1, alias="lambda", description="weight of the penalty")
 
     def penalty(self, logits: torch.Tensor) -> torch.Tensor:
         lam = float(self.hparams["lambda"])
@@ -169,8 +186,7 @@ class SpectralDecoupling(Method):
         return ce + penalty, {"ce": ce.item(), "penalty": penalty.item()}
 
 
-def mmd(a: torch.Tensor, b: torch.Tensor, kernel: str = "gaussian",
-        kernel_length: float = 0.1) -> torch.Tensor:
+def mmd(a: torch.Tensor, b: torch.Tensor, kernel: str, kernel_length: float) -> torch.Tensor:
     """Squared MMD (biased V-statistic) between samples ``a (n, d)`` and ``b (m, d)``.
 
     Kernels as in TensorFlow Model Remediation's MinDiff: Gaussian
@@ -189,24 +205,36 @@ def mmd(a: torch.Tensor, b: torch.Tensor, kernel: str = "gaussian",
 
 
 class MinDiff(Method):
-    """MinDiff (Prost et al., 2019): CE + weight * MMD between the predicted class
-    probabilities of group ``group_a`` and group ``group_b`` (optionally only on examples
-    whose true label is ``only_label``, e.g. 0 to equalise false-positive rates)."""
+    """MinDiff (Prost et al., 2019): cross-entropy plus an MMD penalty between two groups'
+    predictions.
 
-    name = "mindiff"
+    Loss = CE + weight * MMD between the predicted class probabilities of group
+    ``group_a`` and group ``group_b`` (optionally only on examples whose true label is
+    ``only_label``, e.g. 0 to equalise false-positive rates)."""
 
-    def __init__(self, model, n_classes, n_groups, hparams=None):
-        super().__init__(model, n_classes, n_groups, hparams)
-        hp = self.hparams
-        self.weight = _check_range("weight", hp["weight"], 0.0)
-        self.kernel_length = _check_range("kernel_length", hp["kernel_length"], 0.0,
-                                          low_open=True)
-        for key in ("group_a", "group_b"):
-            if not isinstance(hp[key], int) or not 0 <= hp[key] < self.n_groups:
+    name: ClassVar[str] = "mindiff"
+
+    class Params(Method.Params):
+        weight: float = Field(1.0, ge=0.0, description="weight of the MMD penalty")
+        kernel: Literal["gaussian", "laplacian"] = Field("gaussian", description="MMD kernel")
+        kernel_length: float = Field(0.1, gt=0.0, description="kernel length scale")
+        group_a: int = Field(0, ge=0, description="group id of the first group compared")
+        group_b: int = Field(1, ge=0, description="group id of the second group compared")
+        only_label: int | None = Field(None, description="compare only examples of this "
+                                                         "true label (null: all)")
+
+        @model_validator(mode="after")
+        def _two_groups(self):
+            if self.group_a == self.group_b:
+                raise ParamError("group_b", "must differ from group_a")
+            return self
+
+    def __init__(self, model, n_classes, n_groups, **params):
+        super().__init__(model, n_classes, n_groups, **params)
+        for key in ("group_a", "group_b"):  # the group ids exist only in the data
+            if not self.hparams[key] < self.n_groups:
                 raise TrustlabError(f"mindiff {key} must be a group id in 0..{self.n_groups - 1},"
-                                    f" got {hp[key]!r}")
-        if hp["group_a"] == hp["group_b"]:
-            raise TrustlabError("mindiff group_a and group_b must differ")
+                                    f" got {self.hparams[key]!r}")
 
     def penalty(self, logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         probs = F.softmax(logits, dim=1)
@@ -229,23 +257,31 @@ class MinDiff(Method):
 class Flooding(Method):
     """Flooding (Ishida et al., 2020): |L - b| + b keeps the training loss near level b."""
 
-    name = "flooding"
+    name: ClassVar[str] = "flooding"
+
+    class Params(Method.Params):
+        b: float = Field(0.05, ge=0.0, description="flood level")
 
     def objective(self, x, y, g):
-        b = _check_range("b", self.hparams["b"], 0.0)
+        b = self.b
         ce = F.cross_entropy(self.predict(x), y)
         return (ce - b).abs() + b, {"ce": ce.item()}
 
 
 class HardExampleMining(Method):
-    """Online hard example mining: forward the whole batch (N), back-propagate the mean
-    loss of only the B = ceil(keep_fraction * N) samples with the highest loss."""
+    """Online hard example mining: back-propagate only each batch's highest losses.
 
-    name = "hard_example_mining"
+    Forward the whole batch (N), back-propagate the mean loss of only the
+    B = ceil(keep_fraction * N) samples with the highest loss."""
+
+    name: ClassVar[str] = "hard_example_mining"
+
+    class Params(Method.Params):
+        keep_fraction: float = Field(0.5, gt=0.0, le=1.0,
+                                     description="share of each batch back-propagated")
 
     def objective(self, x, y, g):
-        keep = _check_range("keep_fraction", self.hparams["keep_fraction"], 0.0, 1.0,
-                            low_open=True)
+        keep = self.keep_fraction
         losses = F.cross_entropy(self.predict(x), y, reduction="none")
         k = max(1, math.ceil(keep * len(losses)))
         top, _ = torch.topk(losses, k)
@@ -283,23 +319,30 @@ def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: flo
 
 
 class AdversarialTraining(Method):
-    """Adversarial training: ``(1 - w) * CE(clean) + w * CE(adversarial)`` with FGSM or PGD
-    examples built against the current model (``w = adversarial_weight``; 1 is Madry's)."""
+    """Adversarial training: clean and FGSM/PGD adversarial cross-entropy, mixed.
 
-    name = "adversarial_training"
+    Loss = ``(1 - w) * CE(clean) + w * CE(adversarial)`` with examples built against the
+    current model (``w = adversarial_weight``; 1 is Madry's)."""
 
-    def __init__(self, model, n_classes, n_groups, hparams=None):
-        super().__init__(model, n_classes, n_groups, hparams)
+    name: ClassVar[str] = "adversarial_training"
+
+    class Params(Method.Params):
+        attack: Literal["fgsm", "pgd"] = Field("fgsm", description="how examples are built")
+        epsilon: float = Field(0.1, ge=0.0, description="L-inf radius of the perturbation")
+        steps: int = Field(1, ge=1, description="PGD steps")
+        step_size: float | None = Field(None, gt=0.0, description="PGD step (null: 2.5 * "
+                                                                  "epsilon / steps)")
+        adversarial_weight: float = Field(0.5, ge=0.0, le=1.0,
+                                          description="share of the adversarial loss")
+        clip_min: float | None = Field(0.0, description="lowest valid input (null: no clip)")
+        clip_max: float | None = Field(1.0, description="highest valid input (null: no clip)")
+
+    def __init__(self, model, n_classes, n_groups, **params):
+        super().__init__(model, n_classes, n_groups, **params)
         hp = self.hparams
-        self.epsilon = _check_range("epsilon", hp["epsilon"], 0.0)
-        self.adv_weight = _check_range("adversarial_weight", hp["adversarial_weight"], 0.0, 1.0)
-        steps = hp["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise TrustlabError(f"hyper-parameter 'steps' must be a positive integer, "
-                                f"got {steps!r}")
         # Common default: 2.5 * epsilon / steps lets PGD reach the ball's surface.
-        self.step_size = (2.5 * self.epsilon / steps if hp["step_size"] is None
-                          else _check_range("step_size", hp["step_size"], 0.0, low_open=True))
+        if hp["step_size"] is None:
+            self.step_size = 2.5 * self.epsilon / hp["steps"]
         self.clip = (None if hp["clip_min"] is None or hp["clip_max"] is None
                      else (float(hp["clip_min"]), float(hp["clip_max"])))
 
@@ -313,7 +356,7 @@ class AdversarialTraining(Method):
         x_adv = self.perturb(x, y)
         clean = F.cross_entropy(self.predict(x), y)
         adv = F.cross_entropy(self.predict(x_adv), y)
-        loss = (1 - self.adv_weight) * clean + self.adv_weight * adv
+        loss = (1 - self.adversarial_weight) * clean + self.adversarial_weight * adv
         return loss, {"ce": clean.item(), "adversarial_ce": adv.item()}
 
 
@@ -334,15 +377,22 @@ def gradient_reversal(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
 
 
 class DANN(Method):
-    """Domain-adversarial training (Ganin et al., 2016) against the group: a small
-    discriminator predicts the group id from the model's features through a gradient
-    reversal layer, so the features are pushed to carry no group information.
+    """Domain-adversarial training (Ganin et al., 2016) against the group.
+
+    A small discriminator predicts the group id from the model's features through a
+    gradient reversal layer, so the features are pushed to carry no group information.
     Loss = CE(label) + CE(group); the reversal scales the features' share by ``lambda``."""
 
-    name = "dann"
+    name: ClassVar[str] = "dann"
 
-    def __init__(self, model, n_classes, n_groups, hparams=None):
-        super().__init__(model, n_classes, n_groups, hparams)
+    class Params(Method.Params):
+        lambda_: float = Field(1.0, alias="lambda",
+                               description="gradient reversal scale of the group loss")
+        discriminator_width: int = Field(64, ge=1, description="hidden units of the group "
+                                                               "discriminator")
+
+    def __init__(self, model, n_classes, n_groups, **params):
+        super().__init__(model, n_classes, n_groups, **params)
         if not hasattr(model, "features") or not hasattr(model, "classifier"):
             raise TrustlabError("dann needs a model with .features and .classifier "
                                 "(every trustlab deep model has them)")
@@ -359,15 +409,22 @@ class DANN(Method):
         return ce + disc, {"ce": ce.item(), "discriminator_ce": disc.item()}
 
 
-METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (ERM, Reweight, GroupDRO, SpectralDecoupling, MinDiff, Flooding,
-                              HardExampleMining, AdversarialTraining, DANN)
-}
+METHODS = Registry("methods", "training method", {
+    "erm": "trustlab.training.deep.methods:ERM",
+    "reweight": "trustlab.training.deep.methods:Reweight",
+    "group_dro": "trustlab.training.deep.methods:GroupDRO",
+    "spectral_decoupling": "trustlab.training.deep.methods:SpectralDecoupling",
+    "mindiff": "trustlab.training.deep.methods:MinDiff",
+    "flooding": "trustlab.training.deep.methods:Flooding",
+    "hard_example_mining": "trustlab.training.deep.methods:HardExampleMining",
+    "adversarial_training": "trustlab.training.deep.methods:AdversarialTraining",
+    "dann": "trustlab.training.deep.methods:DANN",
+})
 
 
 def make_method(name: str, model: nn.Module, n_classes: int, n_groups: int,
                 hparams: dict[str, Any] | None = None) -> Method:
-    if name not in METHODS:
-        raise TrustlabError(f"unknown training method {name!r}; choose one of: "
-                            f"{', '.join(sorted(METHODS))}")
-    return METHODS[name](model, n_classes, n_groups, hparams)
+    """Wrap ``model`` in the registered method ``name`` with ``hparams`` (the method's and
+    the optimizer's parameters; defaults for the others). An unknown name or a bad value
+    raises ``TrustlabError`` (a bad value a :class:`~trustlab.registry.ParamError`)."""
+    return METHODS.get(name)(model, n_classes, n_groups, **(hparams or {}))

@@ -1,44 +1,48 @@
-"""Networks for the deep training loop (S5): an MLP with a width knob, a small CNN and
+"""Networks for the deep training loop: an MLP with a width knob, a small CNN and
 DenseNet-BC, written by hand because torchvision is not a dependency.
 
-Every model has the same two parts so methods need not know which one they train:
-``features(x) -> (N, feature_dim)`` (the embedding DANN attacks and embedding-level methods
-use) and ``classifier`` (one linear layer on it); ``forward(x) = classifier(features(x))``.
+Every network is an entry of :data:`NETWORKS` (the ``networks`` stage): a class with a
+``name``, a ``Params`` declaration of its parameters and a constructor
+``(input_shape, n_classes, **params)``. Every network has the same two parts so methods
+need not know which one they train: ``features(x) -> (N, feature_dim)`` (the embedding
+DANN attacks and embedding-level methods use) and ``classifier`` (one linear layer on it);
+``forward(x) = classifier(features(x))``.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
+from typing import ClassVar
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 from torch.nn import functional as F
 
+from trustlab import registry
 from trustlab.errors import TrustlabError
+from trustlab.registry import Configurable, Registry
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TrustlabError(f"model parameter {name!r} must be a positive integer, got {value!r}")
-    return value
+class MLP(Configurable, nn.Module):
+    """Multi-layer perceptron: flatten, ``depth`` hidden layers of ``width`` ReLU units,
+    then a linear head.
 
-
-class MLP(nn.Module):
-    """Flatten, then ``depth`` hidden layers of ``width`` ReLU units, then a linear head.
-
-    ``width`` is the over-parameterization knob of the MinDiff experiments (seed 004).
+    ``width`` is the knob of MinDiff's over-parameterization study.
     """
 
-    def __init__(self, input_shape: tuple[int, ...], n_classes: int, width: int = 256,
-                 depth: int = 2, dropout: float = 0.0):
+    name: ClassVar[str] = "mlp"
+
+    class Params(registry.Params):
+        width: int = Field(256, ge=1, description="units per hidden layer")
+        depth: int = Field(2, ge=0, description="hidden layers (0: a linear model)")
+        dropout: float = Field(0.0, ge=0.0, lt=1.0,
+                               description="dropout after each hidden layer (0: none)")
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, **params):
         super().__init__()
-        _check_positive_int("width", width)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise TrustlabError(f"model parameter 'depth' must be an integer >= 0, got {depth!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise TrustlabError(f"model parameter 'dropout' must be in [0, 1), got {dropout!r}")
+        self._set_params(params)
+        width, depth, dropout = self.width, self.depth, self.dropout
         layers: list[nn.Module] = [nn.Flatten()]
         size = math.prod(input_shape)
         for _ in range(depth):
@@ -54,17 +58,24 @@ class MLP(nn.Module):
         return self.classifier(self.features(x))
 
 
-class SmallCNN(nn.Module):
-    """Two conv blocks (conv-BN-ReLU x2, max-pool), then global average pooling.
+class SmallCNN(Configurable, nn.Module):
+    """Small CNN: two conv blocks (conv-BN-ReLU x2, max-pool), then global average pooling.
 
     Global pooling makes it work for any image size from 8x8 (digits) to 32x32 (CIFAR).
     ``width`` is the channel count of the first block; the second block has twice that.
-    The last convolution is ``last_conv`` (fine-pruning, S7, prunes its channels).
+    The last convolution is ``last_conv`` (fine-pruning prunes its channels).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], n_classes: int, width: int = 32):
+    name: ClassVar[str] = "small_cnn"
+
+    class Params(registry.Params):
+        width: int = Field(32, ge=1, description="channels of the first block (the second "
+                                                 "has twice as many)")
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, **params):
         super().__init__()
-        _check_positive_int("width", width)
+        self._set_params(params)
+        width = self.width
         if len(input_shape) != 3:
             raise TrustlabError(f"small_cnn needs image input (C, H, W), got shape {input_shape}")
         c = input_shape[0]
@@ -116,23 +127,34 @@ class _Transition(nn.Module):
         return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
 
 
-class DenseNetBC(nn.Module):
-    """DenseNet-BC for CIFAR-sized images: three dense blocks of bottleneck layers.
+class DenseNetBC(Configurable, nn.Module):
+    """DenseNet-BC (Huang et al., 2017) for CIFAR-sized images: three dense blocks of
+    bottleneck layers.
 
     ``depth = 6 n + 4`` gives ``n`` bottleneck layers per block (each has two convolutions);
     ``depth=100, growth_rate=12`` is the paper's 0.8M-parameter DenseNet-BC. The first
     convolution has ``2 * growth_rate`` channels, transitions keep ``compression`` of them.
     """
 
-    def __init__(self, input_shape: tuple[int, ...], n_classes: int, depth: int = 100,
-                 growth_rate: int = 12, compression: float = 0.5):
+    name: ClassVar[str] = "densenet_bc"
+
+    class Params(registry.Params):
+        depth: int = Field(100, ge=10, description="layers, 6n+4 (n bottlenecks per block)")
+        growth_rate: int = Field(12, ge=1, description="channels each bottleneck adds")
+        compression: float = Field(0.5, gt=0.0, le=1.0,
+                                   description="share of channels a transition keeps")
+
+        @field_validator("depth")
+        @classmethod
+        def _six_n_plus_four(cls, depth: int) -> int:
+            if (depth - 4) % 6:
+                raise ValueError("must be 6n+4 with n >= 1 (e.g. 40, 100)")
+            return depth
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, **params):
         super().__init__()
-        _check_positive_int("growth_rate", growth_rate)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-            raise TrustlabError(f"densenet_bc depth must be 6n+4 with n >= 1 (e.g. 40, 100), "
-                                f"got {depth!r}")
-        if not 0.0 < float(compression) <= 1.0:
-            raise TrustlabError(f"densenet_bc compression must be in (0, 1], got {compression!r}")
+        self._set_params(params)
+        depth, growth_rate, compression = self.depth, self.growth_rate, self.compression
         if len(input_shape) != 3:
             raise TrustlabError(f"densenet_bc needs image input (C, H, W), got {input_shape}")
         n_layers = (depth - 4) // 6
@@ -161,24 +183,17 @@ class DenseNetBC(nn.Module):
         return self.classifier(self.features(x))
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": MLP,
-    "small_cnn": SmallCNN,
-    "densenet_bc": DenseNetBC,
-}
+NETWORKS = Registry("networks", "network", {
+    "mlp": "trustlab.training.deep.models:MLP",
+    "small_cnn": "trustlab.training.deep.models:SmallCNN",
+    "densenet_bc": "trustlab.training.deep.models:DenseNetBC",
+})
 
 
 def make_model(name: str, input_shape: tuple[int, ...], n_classes: int, **params) -> nn.Module:
-    """Build a registered network; unknown names or parameters raise ``TrustlabError``."""
-    if name not in MODELS:
-        raise TrustlabError(f"unknown deep model {name!r}; choose one of: "
-                            f"{', '.join(sorted(MODELS))}")
-    accepted = set(inspect.signature(MODELS[name]).parameters) - {"input_shape", "n_classes"}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise TrustlabError(f"deep model {name!r} has no parameter {unknown[0]!r}; "
-                            f"parameters: {', '.join(sorted(accepted))}")
-    return MODELS[name](tuple(int(s) for s in input_shape), int(n_classes), **params)
+    """Build the registered network ``name``; an unknown name or a bad parameter raises
+    ``TrustlabError`` (a bad parameter a :class:`~trustlab.registry.ParamError`)."""
+    return NETWORKS.get(name)(tuple(int(s) for s in input_shape), int(n_classes), **params)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""The one PyTorch training loop (S5). It knows nothing about methods: it batches the data,
+"""The one PyTorch training loop. It knows nothing about methods: it batches the data,
 calls ``method.update(batch)`` and measures, after every epoch, the train loss and the
 accuracy and worst-group accuracy of the train and validation splits.
 
@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from trustlab.errors import TrustlabError
+from trustlab.registry import check_params
 from trustlab.training.deep.data import SplitTensors, make_loader
 from trustlab.training.deep.methods import Method, make_method
 from trustlab.training.deep.models import make_model
+from trustlab.training.deep.options import EarlyStopping, LoopOptions
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -46,32 +48,6 @@ def build_method(method: str, model: str, data: SplitTensors, *,
     net = make_model(model, data.input_shape, data.n_classes, **(model_params or {}))
     return make_method(method, net, data.n_classes, data.n_groups, hparams).to(
         resolve_device(device))
-
-
-@dataclass
-class EarlyStopping:
-    """Stop when ``metric`` (a history column) has not improved for ``patience`` epochs;
-    with ``restore_best`` the weights of the best epoch are put back."""
-
-    metric: str = "val_worst_group_accuracy"
-    patience: int = 3
-    mode: str = "max"
-    restore_best: bool = True
-    min_delta: float = 0.0
-
-    def __post_init__(self):
-        if self.mode not in ("max", "min"):
-            raise TrustlabError(f"early_stopping mode must be 'max' or 'min', got {self.mode!r}")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
-                or self.patience < 1:
-            raise TrustlabError(f"early_stopping patience must be a positive integer, "
-                                f"got {self.patience!r}")
-
-    def improved(self, value: float, best: float | None) -> bool:
-        if best is None:
-            return True
-        return (value > best + self.min_delta if self.mode == "max"
-                else value < best - self.min_delta)
 
 
 @dataclass
@@ -136,24 +112,23 @@ def evaluate(method: Method, data: SplitTensors, batch_size: int = 1024) -> dict
 
 def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | None = None, *,
           epochs: int, batch_size: int, seed: int, device: str | torch.device | None = None,
-          sampler: str = "shuffle", balance_by: str = "group",
+          sampler: str | None = None, balance_by: str | None = None,
           early_stopping: EarlyStopping | dict[str, Any] | None = None,
           eval_train: bool = True,
           on_epoch: Callable[[dict[str, float]], None] | None = None) -> History:
     """Train ``method`` in place for up to ``epochs`` epochs and return its history.
 
-    ``sampler`` is one of :data:`trustlab.training.deep.data.SAMPLERS`; ``balance_by``
-    picks the strata it balances (``group`` or ``class``). ``early_stopping`` needs
-    ``val_data`` when its metric is a ``val_*`` column. ``on_epoch`` receives each record
-    (e.g. to drive a progress bar).
+    The options are those of :class:`~trustlab.training.deep.options.LoopOptions`, checked
+    against it (None: its default): ``sampler`` is one of
+    :data:`~trustlab.training.deep.options.SAMPLERS`; ``balance_by`` picks the strata it
+    balances (``group`` or ``class``); ``early_stopping`` (an :class:`EarlyStopping` or its
+    mapping) needs ``val_data`` when its metric is a ``val_*`` column. ``on_epoch``
+    receives each record (e.g. to drive a progress bar).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise TrustlabError(f"epochs must be a positive integer, got {epochs!r}")
-    if isinstance(early_stopping, dict):
-        try:
-            early_stopping = EarlyStopping(**early_stopping)
-        except TypeError as exc:
-            raise TrustlabError(f"bad early_stopping options ({exc})") from None
+    given = {"epochs": epochs, "batch_size": batch_size, "sampler": sampler,
+             "balance_by": balance_by, "early_stopping": early_stopping}
+    loop = check_params(LoopOptions, {k: v for k, v in given.items() if v is not None})
+    early_stopping = loop.early_stopping
     if early_stopping is not None and early_stopping.metric.startswith("val_") \
             and val_data is None:
         raise TrustlabError(f"early stopping on {early_stopping.metric!r} needs a "
@@ -161,7 +136,7 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
     dev = resolve_device(device)
     method.to(dev)
     torch.manual_seed(seed)  # dropout masks, PGD starts
-    loader = make_loader(train_data, batch_size, seed, sampler, balance_by)
+    loader = make_loader(train_data, batch_size, seed, loop.sampler, loop.balance_by)
     method.prepare(train_data.y, train_data.g)
 
     history = History()
