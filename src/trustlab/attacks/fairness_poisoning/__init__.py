@@ -34,9 +34,9 @@ each making exactly ``n_trials`` victim evaluations::
     result = attack(objective, data.space, optimizer="bayesian", n_trials=30, seed=0)
 """
 
-from trustlab.attacks.fairness_poisoning.data import (PoisoningData, Split, group_values,
-                                                      make_objective, prepare,
-                                                      sensitive_feature)
+from trustlab.attacks.fairness_poisoning.data import (PoisoningData, Split, check_dataset,
+                                                      group_values, make_objective,
+                                                      prepare, sensitive_feature)
 from trustlab.attacks.fairness_poisoning.objective import (FLOOR_PENALTY, OBJECTIVES,
                                                            Evaluation, Objective,
                                                            PoisonObjective, fairness_gaps)
@@ -49,5 +49,5 @@ from trustlab.attacks.fairness_poisoning.space import FeatureBox, PoisonSet, Poi
 __all__ = ["AttackResult", "AttackSettings", "Evaluation", "FLOOR_PENALTY", "FeatureBox",
            "OBJECTIVES", "OPTIMIZERS", "Objective", "Optimizer", "PoisonGroup",
            "PoisonLabel", "PoisonObjective", "PoisonSet", "PoisonSpace", "PoisoningData",
-           "Split", "attack", "fairness_gaps", "group_values", "make_objective", "prepare",
+           "Split", "attack", "check_dataset", "fairness_gaps", "group_values", "make_objective", "prepare",
            "sensitive_feature"]

@@ -46,6 +46,30 @@ class PoisoningData:
     privileged: str
 
 
+def check_dataset(name: str, options: dict[str, Any], sensitive: str, *,
+                  privileged: Any = None, use_sensitive_as_feature: bool = True,
+                  load: Callable[..., Any] | None = None) -> None:
+    """Dataset ``name`` can be attacked: tabular, its loader ``options`` valid, ``sensitive``
+    one of its binary group columns with ``privileged`` among its values. Raises a
+    :class:`~trustlab.registry.ParamError` keyed like :func:`prepare`'s arguments
+    (``name``, ``options.<opt>``, ``sensitive``, ``privileged``...). ``load(name, seed,
+    options)`` reads the data (default :func:`trustlab.data.load_dataset`)."""
+    from trustlab.data import get_spec, load_dataset
+    from trustlab.data.registry import check_options
+
+    spec = get_spec(name)
+    if spec.kind != "tabular":
+        raise ParamError("name", f"dataset {spec.name!r} is not tabular (it is {spec.kind})")
+    check_options(spec, options)
+    if sensitive not in spec.groups:
+        raise ParamError("sensitive", f"dataset {spec.name!r} has no sensitive attribute "
+                                      f"{sensitive!r}; choose one of: {', '.join(spec.groups)}")
+    ds = (load or (lambda n, seed, o: load_dataset(n, seed=seed, **o)))(name, 0, options)
+    group_values(ds, sensitive, privileged)
+    if use_sensitive_as_feature:
+        sensitive_feature(ds, sensitive)
+
+
 def group_values(ds, sensitive: str, privileged: Any = None) -> tuple[str, str]:
     """(unprivileged, privileged) values of ``ds``'s binary sensitive attribute
     ``sensitive``; without ``privileged``, the sorted values in that order."""

@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, Field, field_validator
 
 from trustlab.attacks.fairness_poisoning.settings import AttackSettings
-from trustlab.errors import TrustlabError
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 from trustlab.experiments.kinds.common import (Choice, FlatChoice, StrictConfig, Subsample,
                                                load_dataset_cached, subsample_rows)
@@ -87,32 +86,19 @@ def _config_key(exc: ParamError) -> ParamError:
 
 def validate(cfg: PoisoningConfig) -> None:
     """The dataset and its sensitive attribute, before any trial runs."""
-    from trustlab.attacks.fairness_poisoning import group_values, sensitive_feature
-    from trustlab.data import get_spec
-    from trustlab.data.registry import check_options
+    from trustlab.attacks.fairness_poisoning import check_dataset
 
     d = cfg.dataset
-    spec = get_spec(d.name)
-    if spec.kind != "tabular":
-        raise TrustlabError(f"dataset {spec.name!r} is not tabular (it is {spec.kind})")
+    if cfg.attack.poison_group != "optimize" and d.privileged is None:
+        raise ParamError("attack.poison_group", f"{cfg.attack.poison_group} needs "
+                         "dataset.privileged (which value of the sensitive attribute is "
+                         "privileged)")
     try:
-        check_options(spec, d.options)
+        check_dataset(d.name, d.options, d.sensitive, privileged=d.privileged,
+                      use_sensitive_as_feature=d.use_sensitive_as_feature,
+                      load=load_dataset_cached)
     except ParamError as exc:
         raise exc.under("dataset") from None
-    if d.sensitive not in spec.groups:
-        raise TrustlabError(f"dataset {spec.name!r} has no sensitive attribute "
-                            f"{d.sensitive!r}; choose one of: {', '.join(spec.groups)}")
-    if cfg.attack.poison_group != "optimize" and d.privileged is None:
-        raise TrustlabError(f"attack.poison_group: {cfg.attack.poison_group} needs "
-                            "dataset.privileged (which value of the sensitive attribute is "
-                            "privileged)")
-    ds = load_dataset_cached(d.name, 0, d.options)
-    try:
-        group_values(ds, d.sensitive, d.privileged)
-        if d.use_sensitive_as_feature:
-            sensitive_feature(ds, d.sensitive)
-    except ParamError as exc:
-        raise _config_key(exc) from None
 
 
 def run(cfg: PoisoningConfig, seed: int, ctx: TrialContext) -> TrialOutput:
