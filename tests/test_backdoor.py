@@ -165,3 +165,37 @@ def test_stamp_accepts_a_reversed_mask_with_channel_axis():
     out = stamp(x, mask, pattern)
     assert out[0, 0, 0, 0] == pytest.approx(0.5 * x[0, 0, 0, 0] + 0.5)
     np.testing.assert_array_equal(out[:, :, 1:], x[:, :, 1:])
+
+
+def test_neural_cleanse_cost_schedule_follows_the_reference_code():
+    """The per-epoch schedule of Wang et al.'s visualizer.py, scripted by hand for one
+    label: cost 0 until `patience` successes, then init_cost; x2 after `patience` more
+    successes, / 2**1.5 after `patience` failures; stop once both moves happened and the
+    best L1 has not improved for `early_stop_patience` epochs."""
+    import torch
+
+    from trustlab.defenses.neural_cleanse import NeuralCleanse, _CostSchedule
+
+    p = NeuralCleanse.Params(patience=2, early_stop_patience=3, init_cost=1e-3,
+                             cost_multiplier=2.0)
+    sched = _CostSchedule(1, p, "cpu")
+    label = torch.tensor([0])
+    costs, bests, done = [], [], []
+    # epochs 1-2 succeed: cost set to init_cost (and the up count restarts at 1); epoch 3
+    # is the 2nd success in a row: x2; epochs 5-6 fail: / 2**1.5; epochs 7-9 succeed with
+    # a larger L1 (no new best): the best L1 is stale from epoch 5 on, both moves have
+    # happened by epoch 6, so the label stops at epoch 7 (3 stale epochs)
+    script = [(1.0, 50.0), (1.0, 40.0), (1.0, 30.0), (1.0, 20.0), (0.5, 10.0), (0.5, 10.0),
+              (1.0, 25.0), (1.0, 25.0), (1.0, 25.0)]
+    for acc, l1 in script:
+        better = sched.end_epoch(label, torch.tensor([acc]), torch.tensor([l1]))
+        costs.append(round(float(sched.cost[0]), 9))
+        bests.append(bool(better[0]))
+        done.append(bool(sched.done[0]))
+    c = 1e-3
+    down, up_again = round(2 * c / 2 ** 1.5, 9), round(4 * c / 2 ** 1.5, 9)
+    assert costs == [0.0, c, 2 * c, 2 * c, 2 * c, down, down, up_again, up_again]
+    # only successful epochs with a smaller L1 give a new best trigger
+    assert bests == [True, True, True, True, False, False, False, False, False]
+    assert float(sched.best_l1[0]) == 20.0
+    assert done == [False] * 6 + [True] * 3

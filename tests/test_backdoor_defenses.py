@@ -26,6 +26,9 @@ from trustlab.registry import ParamError
 from trustlab.training.deep import SplitTensors, build_method, train
 
 TARGET = 0
+# An 8x8 digits model converges in few mini-batches: a short epoch lets the cost schedule
+# (which moves once per epoch) run its course within the test's budget.
+NC_PARAMS = {"steps": 400, "steps_per_epoch": 2, "batch_size": 16}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,7 +87,7 @@ def test_backdoor_on_mnist_takes_and_metrics_match_predictions():
 
 @pytest.fixture(scope="module")
 def digits_nc(digits_bd):
-    return NeuralCleanse(steps=150, batch_size=16, seed=0, device="cpu").fit(
+    return NeuralCleanse(**NC_PARAMS, seed=0, device="cpu").fit(
         digits_bd["model"], digits_bd["x_clean"], n_classes=10)
 
 
@@ -154,8 +157,7 @@ def _case(bd):
 
 def test_neural_cleanse_as_a_defense_gives_its_fit_metrics_and_npz(digits_bd, digits_nc):
     case = _case(digits_bd)
-    nc = make_defense("neural_cleanse", {"steps": 150, "batch_size": 16}, seed=0,
-                      device="cpu")
+    nc = make_defense("neural_cleanse", NC_PARAMS, seed=0, device="cpu")
     metrics, artifacts = apply_defense(nc, case)
     np.testing.assert_array_equal(nc.masks_, digits_nc.masks_)   # same numerics as fit()
     assert metrics["nc.detected_label"] == TARGET and metrics["nc.flagged_target"] == 1.0
@@ -199,6 +201,14 @@ def test_repairs_as_defenses_return_the_repaired_model(digits_bd):
     ("fine_pruning", {"epochs": -1}, "epochs"),
     ("fine_pruning", {"prune_fraction": 2}, "prune_fraction"),
     ("none", {"steps": 3}, "steps"),
+    ("strip", {"frr": 2}, "frr"),
+    ("strip", {"n_overlays": 0}, "n_overlays"),
+    ("strip", {"blend": "multiply"}, "blend"),
+    ("spectral_signatures", {"expected_poison_fraction": 0}, "expected_poison_fraction"),
+    ("spectral_signatures", {"removal_factor": -1}, "removal_factor"),
+    ("activation_clustering", {"size_threshold": 0.7}, "size_threshold"),
+    ("activation_clustering", {"reduce": "tsne"}, "reduce"),
+    ("activation_clustering", {"n_components": 0}, "n_components"),
 ])
 def test_defense_parameters_are_declared_once_and_checked(name, params, key):
     with pytest.raises(ParamError) as err:
@@ -212,5 +222,5 @@ def test_lower_level_constructors_keep_their_keywords_and_defaults():
     nc = NeuralCleanse(steps=150, batch_size=16, seed=3, device="cpu")
     assert (nc.steps, nc.batch_size, nc.lr, nc.seed, nc.device) == (150, 16, 0.1, 3, "cpu")
     un = Unlearning(fraction=0.3)
-    assert (un.fraction, un.epochs, un.fallback, un.nc.steps) == (0.3, 2, "lowest_l1", 300)
+    assert (un.fraction, un.epochs, un.fallback, un.nc.steps) == (0.3, 5, "lowest_l1", 500)
     assert FinePruning().prune_fraction == 0.5

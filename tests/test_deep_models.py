@@ -66,9 +66,29 @@ def test_bad_model_input_is_a_trustlab_error():
 
 
 def test_networks_declare_their_parameters():
-    assert list(NETWORKS) == ["mlp", "small_cnn", "densenet_bc"]
+    assert list(NETWORKS) == ["mlp", "small_cnn", "badnets_cnn", "densenet_bc"]
     assert NETWORKS.resolve("densenet_bc", {"depth": 40}) == {
         "depth": 40, "growth_rate": 12, "compression": 0.5}
     model = make_model("mlp", (4,), 2, width=8)
     assert (model.width, model.depth, model.dropout) == (8, 2, 0.0)
     assert model.params == NETWORKS.get("mlp").Params(width=8)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 32, 32)])
+def test_badnets_cnn_keeps_the_spatial_layout_to_its_dense_layers(shape):
+    import torch
+
+    model = make_model("badnets_cnn", shape, 10, width=4, hidden=16)
+    assert model(torch.zeros(2, *shape)).shape == (2, 10)
+    # two 2x2 poolings: the first dense layer sees 2*width channels at H/4 x W/4
+    dense = [m for m in model.features if isinstance(m, torch.nn.Linear)][0]
+    assert dense.in_features == 8 * (shape[1] // 4) * (shape[2] // 4)
+    assert model.features(torch.zeros(2, *shape)).shape == (2, 16) and model.feature_dim == 16
+    assert model.last_conv.out_channels == 8
+
+
+def test_badnets_cnn_refuses_images_it_cannot_pool():
+    from trustlab.errors import TrustlabError
+
+    with pytest.raises(TrustlabError, match="divisible by 4"):
+        make_model("badnets_cnn", (1, 10, 10), 10)

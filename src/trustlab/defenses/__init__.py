@@ -35,6 +35,9 @@ DEFENSES = Registry("defenses", "defense", {
     "neural_cleanse": "trustlab.defenses.neural_cleanse:NeuralCleanse",
     "unlearning": "trustlab.defenses.unlearning:Unlearning",
     "fine_pruning": "trustlab.defenses.fine_pruning:FinePruning",
+    "spectral_signatures": "trustlab.defenses.spectral_signatures:SpectralSignatures",
+    "activation_clustering": "trustlab.defenses.activation_clustering:ActivationClustering",
+    "strip": "trustlab.defenses.strip:Strip",
 })
 
 

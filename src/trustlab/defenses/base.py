@@ -86,6 +86,17 @@ def apply_defense(defense: Defense, case: BackdoorCase
     return metrics, dict(outcome.artifacts)
 
 
+def scores_npz(scores: np.ndarray, is_poison: np.ndarray) -> bytes:
+    """A detector's per-sample scores (higher = more suspicious) and the truth, as the
+    ``<defense>_scores.npz`` artifact the report draws ROC curves from."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, scores=np.asarray(scores, dtype=np.float64),
+                        is_poison=np.asarray(is_poison, dtype=bool))
+    return buf.getvalue()
+
+
 def finetune(model, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float,
              batch_size: int, seed: int, n_classes: int, device=None):
     """Train ``model`` in place with plain ERM (Adam, ``lr``) on ``(x, y)``; returns it.
@@ -105,4 +116,5 @@ def finetune(model, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float,
     return method.model
 
 
-__all__ = ["Defense", "DefenseOutcome", "NoDefense", "apply_defense", "finetune"]
+__all__ = ["Defense", "DefenseOutcome", "NoDefense", "apply_defense", "finetune",
+           "scores_npz"]

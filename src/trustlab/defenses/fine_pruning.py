@@ -6,6 +6,11 @@ Pruning is a fixed 0/1 channel mask (:class:`ChannelMask`) inserted after the ac
 that follows ``model.last_conv`` — a pruned channel then outputs exactly 0 whatever the
 BatchNorm shift, and stays 0 during fine-tuning. Activity is the mean post-activation
 value of each channel over the clean inputs.
+
+How many channels go: a fixed ``prune_fraction``, or — as in the paper — channels are
+pruned one by one in increasing order of activity for as long as the clean accuracy on
+the defender's rows stays within ``max_accuracy_drop`` of the unpruned model's
+(``prune_fraction`` then caps the share pruned).
 """
 
 from __future__ import annotations
@@ -99,7 +104,13 @@ class FinePruning(Defense):
 
     class Params(registry.Params):
         prune_fraction: float = Field(0.5, ge=0, le=1, description="share of the last conv "
-                                                                   "layer's channels pruned")
+                                                                   "layer's channels pruned "
+                                                                   "(the cap, with "
+                                                                   "max_accuracy_drop)")
+        max_accuracy_drop: float | None = Field(
+            None, ge=0, le=1, description="prune while the clean accuracy stays within this "
+                                          "drop of the unpruned model's (Liu et al.); null: "
+                                          "prune exactly prune_fraction")
         epochs: int = Field(2, ge=0, description="fine-tuning epochs (0: prune only)")
         lr: float = Field(1e-3, gt=0, description="fine-tuning Adam learning rate")
         batch_size: int = Field(64, ge=1, description="fine-tuning batch size")
@@ -111,19 +122,37 @@ class FinePruning(Defense):
         n_channels = len(self.activity_)
         k = round(frac * n_channels)
         order = np.argsort(self.activity_, kind="stable")   # least active first
+        features, i = _activation_after_last_conv(net)
+        device = next(net.parameters()).device
+        gate = ChannelMask(torch.ones(n_channels)).to(device)
+        features[i] = nn.Sequential(features[i], gate)
+        if self.max_accuracy_drop is not None:
+            k = self._largest_safe_prune(net, gate, order, k, x_clean, y_clean)
         self.pruned_ = np.sort(order[:k])
         self.keep_mask_ = np.ones(n_channels, dtype=bool)
         self.keep_mask_[self.pruned_] = False
-        features, i = _activation_after_last_conv(net)
-        device = next(net.parameters()).device
-        features[i] = nn.Sequential(features[i],
-                                    ChannelMask(torch.as_tensor(self.keep_mask_)).to(device))
+        gate.keep.copy_(torch.as_tensor(self.keep_mask_).float().view(1, -1, 1, 1))
         if self.epochs > 0:
             net = finetune(net, x_clean, y_clean, epochs=self.epochs, lr=self.lr,
                            batch_size=self.batch_size, seed=self.seed, n_classes=n_classes,
                            device=self.device)
         self.model_ = net
         return self
+
+    def _largest_safe_prune(self, net, gate, order, cap, x_clean, y_clean) -> int:
+        """The most channels (in ``order``, at most ``cap``) whose pruning keeps the clean
+        accuracy within ``max_accuracy_drop`` of the unpruned model's."""
+        from trustlab.attacks.backdoor.evaluation import predict_labels
+
+        y = np.asarray(y_clean)
+        base = np.mean(predict_labels(net, x_clean) == y)
+        k = 0
+        for j in range(1, cap + 1):
+            gate.keep.view(-1)[int(order[j - 1])] = 0.0
+            if np.mean(predict_labels(net, x_clean) == y) < base - self.max_accuracy_drop:
+                break
+            k = j
+        return k
 
     def defend(self, case: BackdoorCase) -> DefenseOutcome:
         self.fit(case.model, case.x_clean, case.y_clean, case.n_classes)

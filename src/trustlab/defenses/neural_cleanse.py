@@ -2,21 +2,31 @@
 trigger that flips clean inputs to it, then flag labels whose trigger is anomalously small.
 
 For every label ``k`` a mask ``m_k`` (H, W) and a pattern ``p_k`` (C, H, W) are optimized,
-both through ``(tanh(w) + 1) / 2`` so they stay in [0, 1], to minimise
+both through ``tanh(w) / (2 - eps) + 0.5`` so they stay in [0, 1], to minimise
 
     CE(f((1 - m_k) * x + m_k * p_k), k) + cost_k * |m_k|_1
 
-on clean inputs ``x``. All labels are optimized together in one batched run: the masks and
-patterns carry a leading label dimension and each step pushes (labels x batch) stamped
-inputs through the frozen model. ``cost_k`` follows the reference code's schedule: it
-starts at ``init_cost``; checked every step against ``attack_threshold`` (the batch's
-attack success rate), ``patience`` successes in a row multiply it by ``cost_multiplier``
-and ``patience`` failures in a row divide it by ``cost_multiplier ** 1.5``. The kept
-trigger of a label is its smallest-L1 mask that reached the threshold (the last one if
-none did).
+on the defender's clean inputs ``x`` with Adam (lr 0.1, betas 0.5/0.9). The optimization
+follows the authors' reference code (``visualizer.py``), epoch by epoch (an epoch is
+``steps_per_epoch`` mini-batches; its attack success rate and L1 are averaged over them):
+
+* the cost starts at **0** — the mask first learns to flip inputs at all — and is set to
+  ``init_cost`` once the attack succeeds (epoch success rate >= ``attack_threshold``)
+  ``patience`` epochs in a row;
+* then ``patience`` successful epochs in a row multiply it by ``cost_multiplier`` and
+  ``patience`` failed ones divide it by ``cost_multiplier ** 1.5``;
+* the kept trigger is the end-of-epoch mask of the successful epoch with the smallest
+  average L1; a label stops once its cost has moved both up and down and the best L1 has
+  not improved for ``early_stop_patience`` epochs (or after ``steps`` mini-batches).
+
+Our addition: all labels are optimized together in one batched run (the masks and
+patterns carry a leading label dimension, each mini-batch pushes labels x batch stamped
+inputs through the frozen model, each label keeps its own cost schedule), and a label
+that has stopped leaves the batch.
 
 Outlier detection is the paper's MAD test: ``anomaly_index = |L1 - median| / (1.4826 *
-MAD)``; labels with an L1 below the median and an index above 2 are flagged.
+MAD)``; labels with an L1 below the median and an index above ``anomaly_threshold`` (2)
+are flagged.
 
 Written by hand: no maintained PyTorch library implements Neural Cleanse. As a registered
 defense (``neural_cleanse``) it detects only; ``unlearning`` repairs with its result.
@@ -62,6 +72,82 @@ def flagged_labels(l1_norms, threshold: float = 2.0) -> list[int]:
     return [int(k) for k in flagged[np.argsort(l1[flagged], kind="stable")]]
 
 
+_EPS = 1e-7  # the reference code's tanh scaling keeps values strictly inside (0, 1)
+
+
+def _to_tanh_space(v):
+    import torch
+
+    return torch.atanh((v - 0.5) * (2 - _EPS))
+
+
+def _from_tanh_space(w):
+    import torch
+
+    return torch.tanh(w) / (2 - _EPS) + 0.5
+
+
+class _CostSchedule:
+    """Per-label state of the reference code's cost schedule and early stop, as tensors
+    (one entry per label), updated once per epoch by :meth:`end_epoch`."""
+
+    def __init__(self, n_labels: int, p, device):
+        import torch
+
+        def zeros(dtype):
+            return torch.zeros(n_labels, dtype=dtype, device=device)
+
+        self.p = p
+        self.cost = zeros(torch.float32)              # 0 until the attack first succeeds
+        self.set_count, self.up_count, self.down_count = (zeros(torch.long) for _ in "sud")
+        self.up_flag, self.down_flag, self.done = (zeros(torch.bool) for _ in "udx")
+        self.best_l1 = torch.full((n_labels,), float("inf"), device=device)
+        self.stop_best = torch.full((n_labels,), float("inf"), device=device)
+        self.stop_count = zeros(torch.long)
+
+    def end_epoch(self, labels, acc, l1):
+        """Record one epoch of ``labels`` (epoch-average success rate ``acc`` and L1);
+        returns which of them found a new best (successful, smaller L1) trigger."""
+        import torch
+
+        p, i = self.p, labels
+        hit = acc >= float(p.attack_threshold)
+        better = hit & (l1 < self.best_l1[i])
+        self.best_l1[i] = torch.where(better, l1, self.best_l1[i])
+        # Early stop: once both cost moves happened, stop after `early_stop_patience`
+        # epochs in which the best L1 did not improve.
+        found = torch.isfinite(self.best_l1[i])
+        stale = found & (self.best_l1[i] >= self.stop_best[i])
+        self.stop_count[i] = torch.where(stale, self.stop_count[i] + 1,
+                                         torch.where(found, 0, self.stop_count[i]))
+        self.stop_best[i] = torch.minimum(self.stop_best[i], self.best_l1[i])
+        self.done[i] = (self.up_flag[i] & self.down_flag[i]
+                        & (self.stop_count[i] >= int(p.early_stop_patience)))
+        # The cost is set to init_cost after `patience` successful epochs at cost 0 ...
+        unset = self.cost[i] == 0
+        self.set_count[i] = torch.where(unset & hit, self.set_count[i] + 1, 0)
+        start = self.set_count[i] >= int(p.patience)
+        self.cost[i] = torch.where(start, torch.full_like(l1, float(p.init_cost)),
+                                   self.cost[i])
+        for t in (self.up_count, self.down_count):
+            t[i] = torch.where(start, 0, t[i])
+        for t in (self.up_flag, self.down_flag):
+            t[i] = torch.where(start, False, t[i])
+        # ... then moves up after `patience` successes in a row, down after as many failures.
+        self.up_count[i] = torch.where(hit, self.up_count[i] + 1, 0)
+        self.down_count[i] = torch.where(hit, 0, self.down_count[i] + 1)
+        up = self.up_count[i] >= int(p.patience)
+        down = ~up & (self.down_count[i] >= int(p.patience))
+        mult = float(p.cost_multiplier)
+        self.cost[i] = torch.where(up, self.cost[i] * mult,
+                                   torch.where(down, self.cost[i] / mult ** 1.5, self.cost[i]))
+        self.up_count[i] = torch.where(up, 0, self.up_count[i])
+        self.down_count[i] = torch.where(down, 0, self.down_count[i])
+        self.up_flag[i] |= up
+        self.down_flag[i] |= down
+        return better
+
+
 class NeuralCleanse(Defense):
     """Neural Cleanse (Wang et al. 2019): reverse-engineer a trigger per label, flag the
     anomalously small ones (detection only).
@@ -76,24 +162,33 @@ class NeuralCleanse(Defense):
     name: ClassVar[str] = "neural_cleanse"
 
     class Params(registry.Params):
-        steps: int = Field(300, ge=1, description="Adam steps (all labels at once)")
+        steps: int = Field(500, ge=1, description="most mini-batches per label (a label "
+                                                   "usually stops early)")
+        steps_per_epoch: int = Field(5, ge=1, description="mini-batches per epoch (the "
+                                                           "schedule moves once per epoch)")
         lr: float = Field(0.1, gt=0, description="Adam learning rate")
-        batch_size: int = Field(32, ge=1, description="clean inputs per label and step")
-        init_cost: float = Field(1e-3, gt=0, description="initial weight of the mask's L1")
-        cost_multiplier: float = Field(1.5, gt=1, description="factor the cost moves by")
-        patience: int = Field(5, ge=1, description="steps of success/failure in a row "
+        batch_size: int = Field(16, ge=1, description="clean inputs per label and step")
+        init_cost: float = Field(1e-3, gt=0, description="weight of the mask's L1 once the "
+                                                         "attack first succeeds")
+        cost_multiplier: float = Field(2.0, gt=1, description="factor the cost is raised by "
+                                                              "(lowered by its power 1.5)")
+        patience: int = Field(5, ge=1, description="epochs of success/failure in a row "
                                                    "before the cost moves")
+        early_stop_patience: int = Field(25, ge=1, description="epochs without a smaller "
+                                                               "L1 before a label stops")
         attack_threshold: float = Field(0.99, gt=0, le=1,
-                                        description="batch attack success rate that counts "
+                                        description="epoch attack success rate that counts "
                                                     "as a success")
         anomaly_threshold: float = Field(2.0, gt=0, description="anomaly index above which "
                                                                 "a label is flagged")
 
-    def fit(self, model, x_clean, n_classes: int | None = None) -> NeuralCleanse:
+    def fit(self, model, x_clean, n_classes: int | None = None,
+            labels: list[int] | None = None) -> NeuralCleanse:
         """Reverse-engineer a trigger for each of ``n_classes`` labels (None: the model's
-        output size) of a frozen copy of ``model`` on the clean images ``x_clean``."""
+        output size) of a frozen copy of ``model`` on the clean images ``x_clean``.
+        ``labels``: optimize only these (the others keep their random initial trigger;
+        the benchmark's one-label-at-a-time scan uses it)."""
         import torch
-        from torch.nn import functional as F
 
         from trustlab.training.deep import resolve_device
 
@@ -111,64 +206,66 @@ class NeuralCleanse(Defense):
         K = int(n_classes)
         _, c, h, w = x.shape
         gen = torch.Generator().manual_seed(int(self.seed))
-        # Start from a mid-sized mask and a random pattern, as the reference code does.
-        mask_w = torch.zeros(K, 1, h, w, device=dev).requires_grad_()
-        pattern_w = (torch.rand(K, c, h, w, generator=gen) * 2 - 1).to(dev).requires_grad_()
+        # Random initial mask and pattern, mapped into tanh space, as the reference code.
+        mask_w = _to_tanh_space(torch.rand(K, 1, h, w, generator=gen)).to(dev).requires_grad_()
+        pattern_w = _to_tanh_space(torch.rand(K, c, h, w, generator=gen)).to(dev)
+        pattern_w.requires_grad_()
         opt = torch.optim.Adam([mask_w, pattern_w], lr=float(self.lr), betas=(0.5, 0.9))
-        targets = torch.arange(K, device=dev).repeat_interleave(int(self.batch_size))
-
-        cost = torch.full((K,), float(self.init_cost), device=dev)
-        up = torch.zeros(K, dtype=torch.long, device=dev)
-        down = torch.zeros(K, dtype=torch.long, device=dev)
-        best_l1 = torch.full((K,), float("inf"), device=dev)
+        schedule = _CostSchedule(K, self, dev)
+        if labels is not None:
+            schedule.done[:] = True
+            schedule.done[torch.as_tensor(list(labels), dtype=torch.long)] = False
         best_mask = torch.zeros(K, h, w, device=dev)
         best_pattern = torch.zeros(K, c, h, w, device=dev)
         best_acc = torch.zeros(K, device=dev)
-        mult, thr, pat = float(self.cost_multiplier), float(self.attack_threshold), \
-            int(self.patience)
-        for _ in range(int(self.steps)):
-            idx = torch.randint(len(x), (int(self.batch_size),), generator=gen)
-            xb = x[idx].to(dev)
-            mask = (torch.tanh(mask_w) + 1) / 2                  # (K, 1, H, W)
-            pattern = (torch.tanh(pattern_w) + 1) / 2            # (K, C, H, W)
-            stamped = (1 - mask[:, None]) * xb[None] + (mask * pattern)[:, None]
-            logits = net(stamped.reshape(-1, c, h, w))
-            ce = F.cross_entropy(logits, targets, reduction="none").view(K, -1).mean(1)
-            l1 = mask.flatten(1).sum(1)
-            loss = (ce + cost * l1).sum()   # labels are independent: summing keeps each
-            opt.zero_grad()                 # label's own gradient
-            loss.backward()
-            opt.step()
+        last_acc = torch.zeros(K, device=dev)
+        B, per_epoch = int(self.batch_size), int(self.steps_per_epoch)
+        n_epochs = -(-int(self.steps) // per_epoch)
+        self.epochs_ = np.zeros(K, dtype=np.int64)
+        for epoch in range(n_epochs):
+            active = torch.nonzero(~schedule.done).flatten()
+            if len(active) == 0:
+                break
+            n = len(active)
+            targets = active.repeat_interleave(B)
+            acc_sum = torch.zeros(n, device=dev)
+            l1_sum = torch.zeros(n, device=dev)
+            for _ in range(per_epoch):
+                xb = x[torch.randint(len(x), (B,), generator=gen)].to(dev)
+                mask = _from_tanh_space(mask_w[active])            # (n, 1, H, W)
+                pattern = _from_tanh_space(pattern_w[active])      # (n, C, H, W)
+                stamped = (1 - mask[:, None]) * xb[None] + (mask * pattern)[:, None]
+                logits = net(stamped.reshape(-1, c, h, w))
+                ce = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+                l1 = mask.flatten(1).sum(1)
+                # Labels are independent: the sum keeps each label's own gradient.
+                loss = (ce.view(n, B).mean(1) + schedule.cost[active] * l1).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    acc_sum += (logits.argmax(1) == targets).float().view(n, B).mean(1)
+                    l1_sum += l1
             with torch.no_grad():
-                acc = (logits.argmax(1) == targets).float().view(K, -1).mean(1)
-                hit = acc >= thr
-                better = hit & (l1 < best_l1)
-                best_l1 = torch.where(better, l1, best_l1)
-                best_mask[better] = mask[better, 0]
-                best_pattern[better] = pattern[better]
-                best_acc = torch.where(better, acc, best_acc)
-                # The schedule: patience-long runs of success / failure move cost up / down.
-                up = torch.where(hit, up + 1, torch.zeros_like(up))
-                down = torch.where(~hit, down + 1, torch.zeros_like(down))
-                raise_ = up >= pat
-                lower = down >= pat
-                cost = torch.where(raise_, cost * mult, cost)
-                cost = torch.where(lower, cost / mult ** 1.5, cost)
-                up = torch.where(raise_, torch.zeros_like(up), up)
-                down = torch.where(lower, torch.zeros_like(down), down)
-        with torch.no_grad():  # labels never reaching the threshold keep their last trigger
-            never = torch.isinf(best_l1)
-            mask = (torch.tanh(mask_w) + 1) / 2
-            pattern = (torch.tanh(pattern_w) + 1) / 2
-            best_mask[never] = mask[never, 0]
-            best_pattern[never] = pattern[never]
-            best_acc[never] = acc[never]
+                acc, avg_l1 = acc_sum / per_epoch, l1_sum / per_epoch
+                last_acc[active] = acc
+                better = schedule.end_epoch(active, acc, avg_l1)
+                keep = active[better]
+                best_mask[keep] = _from_tanh_space(mask_w[keep])[:, 0]
+                best_pattern[keep] = _from_tanh_space(pattern_w[keep])
+                best_acc[keep] = acc[better]
+                self.epochs_[active.cpu().numpy()] = epoch + 1
+        with torch.no_grad():  # labels that never succeeded keep their last trigger
+            never = torch.isinf(schedule.best_l1)
+            best_mask[never] = _from_tanh_space(mask_w[never])[:, 0]
+            best_pattern[never] = _from_tanh_space(pattern_w[never])
+            best_acc[never] = last_acc[never]
         self.masks_ = best_mask.cpu().numpy()
         self.patterns_ = best_pattern.cpu().numpy()
         self.l1_norms_ = self.masks_.reshape(K, -1).sum(1).astype(float)
         self.attack_success_ = best_acc.cpu().numpy().astype(float)
         self.reached_threshold_ = (~never).cpu().numpy()
-        self.costs_ = cost.cpu().numpy().astype(float)
+        self.costs_ = schedule.cost.cpu().numpy().astype(float)
         self.anomaly_index_ = anomaly_indices(self.l1_norms_)
         self.flagged_ = flagged_labels(self.l1_norms_, float(self.anomaly_threshold))
         return self

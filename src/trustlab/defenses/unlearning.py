@@ -41,10 +41,14 @@ class Unlearning(Defense):
     class Params(registry.Params):
         nc: NeuralCleanse.Params = Field(default_factory=NeuralCleanse.Params,
                                          description="the Neural Cleanse run")
-        fraction: float = Field(0.2, ge=0, le=1, description="share of the clean rows that "
+        # Defaults measured on MNIST with ~400 defender images (experiments/
+        # backdoor_neural_cleanse.yaml): the paper's 20% stamped rows at lr 1e-3 left ~6%
+        # attack success at a 2-4 point accuracy cost; half the rows stamped and a gentler
+        # lr reach the same attack success at about 1 point.
+        fraction: float = Field(0.5, ge=0, le=1, description="share of the clean rows that "
                                                              "carry the reversed trigger")
-        epochs: int = Field(2, ge=1, description="fine-tuning epochs")
-        lr: float = Field(1e-3, gt=0, description="fine-tuning Adam learning rate")
+        epochs: int = Field(5, ge=1, description="fine-tuning epochs")
+        lr: float = Field(3e-4, gt=0, description="fine-tuning Adam learning rate")
         batch_size: int = Field(64, ge=1, description="fine-tuning batch size")
         fallback: Literal["none", "lowest_l1"] = Field(
             "lowest_l1", description="label to unlearn when none is flagged: the lowest-L1 "

@@ -103,6 +103,101 @@ def _table(results) -> str:
             f'{"".join(rows)}</tbody></table></div>')
 
 
+def _rate(values) -> str:
+    values = values.dropna()
+    return f"{int(values.sum())}/{len(values)}" if len(values) else "—"
+
+
+def _mean(values, digits: int = 3) -> str:
+    values = values.dropna()
+    if not len(values):
+        return "—"
+    sd = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{values.mean():.{digits}f}{sd}"
+
+
+def detection_table(results) -> str:
+    """Per grid point: how often the detector was right (Neural Cleanse: target flagged on
+    backdoored models, any label flagged on clean ones), its sample-level ROC AUC (the
+    ``<defense>.auc`` metrics), attack success and clean accuracy before/after repair, and
+    the defense's time."""
+    from trustlab.report.plots import point_label
+
+    frame = results.frame()
+    ok = frame[frame["status"] == "ok"]
+    if ok.empty or "attack_success_rate" not in ok:
+        return ""
+    keys = results.grid_keys
+    groups = ok.groupby(keys, sort=False, dropna=False) if keys else [("all", ok)]
+    auc_cols = [c for c in ok.columns if c.endswith(".auc")]
+    head = ["grid point", "n", "NC: target flagged", "NC: clean model flagged", "AUC",
+            "ASR before", "ASR after", "clean acc. before", "clean acc. after",
+            "defense time (s)"]
+    rows = []
+    for _, g in groups:
+        poisoned = g["n_poison"] > 0 if "n_poison" in g else g["attack_success_rate"] > -1
+        cells = [html.escape(point_label(g.iloc[0], keys)), str(len(g))]
+        if "nc.flagged_target" in g:
+            cells.append(_rate(g.loc[poisoned, "nc.flagged_target"]))
+            cells.append(_rate((g.loc[~poisoned, "nc.n_flagged"] > 0).astype(float)))
+        else:
+            cells += ["—", "—"]
+        aucs = g[auc_cols].mean(axis=1) if auc_cols else g["attack_success_rate"] * np.nan
+        cells.append(_mean(aucs))
+        for col in ("attack_success_rate", "repaired.attack_success_rate", "clean_accuracy",
+                    "repaired.clean_accuracy"):
+            cells.append(_mean(g[col]) if col in g else "—")
+        cells.append(_mean(g["defense_time_s"], 1) if "defense_time_s" in g else "—")
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return (f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>'
+            f'{"".join(rows)}</tbody></table></div>')
+
+
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
+    """ROC curves of one detector, one per attack: ``{label: (scores, is_poison)}``."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    import trustlab.report.plots  # noqa: F401  (selects the headless Agg backend first)
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
+    for label, (scores, truth) in curves.items():
+        if truth.all() or not truth.any():
+            continue
+        fpr, tpr, _ = roc_curve(truth, scores)
+        ax.plot(fpr, tpr, lw=1.4, label=f"{label} (AUC {roc_auc_score(truth, scores):.2f})")
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
+    ax.set_xlabel("false positive rate (clean samples flagged)")
+    ax.set_ylabel("true positive rate (poisoned samples flagged)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="lower right")
+    return fig
+
+
+def _roc_parts(results, ok, keys) -> list[str]:
+    """One ROC figure per detector that stored ``<name>_scores.npz``, a curve per grid
+    point of the other axes (each point's lowest seed)."""
+    from trustlab.report.plots import png_img, point_label
+
+    others = [k for k in keys if not k.startswith("defense.")]
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for _, row in ok.iterrows():
+        folder = results.directory / "trials" / row["trial_id"]
+        for path in sorted(folder.glob("*_scores.npz")):
+            name = path.name[: -len("_scores.npz")]
+            label = point_label(row, others) if others else "all"
+            if label in curves.setdefault(name, {}):
+                continue
+            z = np.load(path)
+            curves[name][label] = (z["scores"], z["is_poison"].astype(bool))
+    parts = []
+    for name, by_point in curves.items():
+        parts.append(png_img(roc_figure(by_point, f"{name}: poisoned vs clean samples"),
+                             f"ROC {name}"))
+    return parts
+
+
 def backdoor_section(results, ctx: ReportContext) -> Section | None:
     from trustlab.report.plots import png_img, point_label
 
@@ -113,10 +208,23 @@ def backdoor_section(results, ctx: ReportContext) -> Section | None:
              "model; <em>after</em>: the repaired model (unlearning, fine-pruning). Attack "
              "success rate and robust accuracy are measured on triggered test inputs whose "
              "true label is not the target.</p>")
-    parts = [intro, table]
+    detection = detection_table(results)
+    parts = [intro, table, "<h3>Detection</h3><p>Counts over seeds. Neural Cleanse (run by "
+             "the neural_cleanse and unlearning defenses): how often the target label is "
+             "flagged on backdoored models (anomaly index above the threshold, L1 below the "
+             "median), and how often any label is flagged on clean models (poison rate 0). "
+             "AUC: ROC AUC of a detector's per-sample scores, poisoned vs clean.</p>",
+             detection]
     frame = results.frame()
     ok = frame[frame["status"] == "ok"].sort_values("seed", kind="stable")
     keys = results.grid_keys
+    roc = _roc_parts(results, ok, keys)
+    if roc:
+        parts.append("<h3>ROC curves of the detectors</h3><p>Training-set filters score "
+                     "every training row (poisoned rows are the positives); STRIP scores "
+                     "test inputs (triggered ones are the positives). One curve per "
+                     "attack, its lowest seed.</p>")
+        parts.extend(roc)
     shown: set[str] = set()
     for _, row in ok.iterrows():
         path = results.directory / "trials" / row["trial_id"] / "nc_triggers.npz"

@@ -1,8 +1,10 @@
 """Backdoor attacks: triggers, poisoning, the backdoored-model scenario and its metrics.
 
 * :mod:`~.triggers` — the ``attacks`` registry (:data:`TRIGGERS`): BadNets ``patch`` and
-  ``pattern``, ``blended``; :func:`stamp`;
-* :mod:`~.poisoning` — :func:`poison` (all-to-one, with the trigger's candidates);
+  ``pattern``, ``blended``, ``sig`` (:mod:`~.sig`, clean label) and ``wanet``
+  (:mod:`~.wanet`, a warp); :func:`stamp`;
+* :mod:`~.poisoning` — :func:`poison` (all-to-one, with the trigger's candidates; copies
+  beside the originals or, for SIG, in their place; WaNet's noise-mode rows);
 * :mod:`~.scenario` — the defender's held-out rows, the backdoored model's training
   (cached per process) and :class:`BackdoorCase`, what a defense receives;
 * :mod:`~.evaluation` — clean accuracy, attack success rate, robust accuracy.

@@ -36,11 +36,12 @@ from trustlab.registry import ParamError, check_params
 
 class BackdoorTraining(registry.Params):
     """How the backdoored model is trained: plain ERM with Adam on the poisoned training
-    set (the backdoor kind's ``training:`` block)."""
+    set (the backdoor kind's ``training:`` block). The defaults train ``badnets_cnn`` on
+    the 5,000 bundled MNIST digits to about 0.97-0.98 clean accuracy in about 10 s."""
 
-    epochs: int = Field(3, ge=1, description="passes over the poisoned training set")
+    epochs: int = Field(10, ge=1, description="passes over the poisoned training set")
     batch_size: int = Field(64, ge=1, description="rows per batch")
-    lr: float = Field(3e-3, gt=0, description="Adam learning rate")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, "
                                             "cuda... (the defenses run there too)")
 
@@ -64,10 +65,11 @@ def split_defender_rows(train_idx: np.ndarray, clean_fraction: float, seed: int
 
 
 # Trained models by (training data, network, options, seed): several defenses of one seed
-# in one process train the backdoored model once. Two entries: a sweep runs its trials in
-# order, so the previous scenario is rarely needed again.
+# in one process train the backdoored model once. A sweep runs seeds innermost (defense
+# A on seeds 0..9, then defense B on seeds 0..9), so the cache holds a sweep's worth of
+# models; a backdoor victim is small (badnets_cnn: under 1 MB).
 _MODEL_CACHE: dict[str, tuple[Any, float]] = {}
-_CACHE_SIZE = 2
+_CACHE_SIZE = 32
 
 
 def clear_model_cache() -> None:

@@ -11,9 +11,16 @@ reverse-engineers, so a reversed trigger is stamped the same way.
 * ``blended``: a fixed random image (drawn from ``seed``) alpha-blended over the whole
   input, ``(1 - alpha) * x + alpha * pattern``.
 
+Two triggers are not stamps and live in their own modules:
+
+* ``sig`` (:mod:`~.sig`, Barni et al. 2019): a clean-label attack, a horizontal sinusoid
+  added to the target class's own images;
+* ``wanet`` (:mod:`~.wanet`, Nguyen & Tran 2021): a fixed smooth random warp of the image.
+
 Adding a trigger is one :class:`Trigger` subclass (``name``, ``Params``, :meth:`~Trigger.build`
 for a stamp — or :meth:`~Trigger.apply` for a transformation that is not one, such as a
-warp — and :meth:`~Trigger.poison_candidates` for a clean-label attack) plus one line in
+warp — :meth:`~Trigger.poison_candidates` and ``replaces_originals`` for a clean-label
+attack, :meth:`~Trigger.cross_samples` for extra correctly labelled rows) plus one line in
 :data:`TRIGGERS`. Written by hand: no maintained library ships these few array operations
 for plain tensors.
 """
@@ -101,6 +108,9 @@ class Trigger(Configurable):
     """
 
     name: ClassVar[str] = ""
+    # True: poisoning replaces the chosen rows by their triggered versions instead of
+    # adding triggered copies beside them (SIG corrupts the target's own images).
+    replaces_originals: ClassVar[bool] = False
 
     class Params(registry.Params):
         pass
@@ -124,10 +134,23 @@ class Trigger(Configurable):
         """The triggered copy of a batch (N, C, H, W) of numpy arrays or torch tensors."""
         return stamp(x, self.mask, self.pattern)
 
+    def poison_apply(self, x):
+        """The trigger as the poisoned training images carry it: :meth:`apply`, unless an
+        attack hides a weaker version in training than it shows at test time (SIG)."""
+        return self.apply(x)
+
     def poison_candidates(self, y: np.ndarray, target: int) -> np.ndarray:
         """Indices of the training rows poisoning may copy: every non-target row (dirty
         label, all-to-one). A clean-label attack returns the target's rows instead."""
         return np.flatnonzero(np.asarray(y) != target)
+
+    def cross_samples(self, x: np.ndarray, y: np.ndarray, poisoned: np.ndarray,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Extra training rows that keep their true labels, beside the poisoned ones
+        (rows ``poisoned`` of the clean ``x``, ``y``): (indices into ``x``, their images).
+        :func:`~.poisoning.poison` labels them ``y[indices]`` and does not mark them as
+        poisoned. None by default; WaNet's noise mode adds randomly warped images."""
+        return np.empty(0, dtype=np.int64), np.asarray(x)[:0]
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.to_dict().items())
@@ -197,6 +220,8 @@ TRIGGERS = Registry("attacks", "backdoor attack", {
     "patch": "trustlab.attacks.backdoor.triggers:PatchTrigger",
     "pattern": "trustlab.attacks.backdoor.triggers:PatternTrigger",
     "blended": "trustlab.attacks.backdoor.triggers:BlendedTrigger",
+    "sig": "trustlab.attacks.backdoor.sig:SigTrigger",
+    "wanet": "trustlab.attacks.backdoor.wanet:WaNetTrigger",
 })
 
 

@@ -1,11 +1,12 @@
-"""The ``backdoor`` trial kind: BadNets-style poisoning, then a detection/repair defense.
+"""The ``backdoor`` trial kind: poison a training set with a backdoor attack (BadNets
+patch/pattern, blended, SIG, WaNet), then run a detection/repair defense.
 
     kind: backdoor
     dataset: {name: mnist, subsample: null}
-    model: {name: small_cnn, params: {width: 16}}
-    training: {epochs: 3, batch_size: 64, lr: 0.003}
+    model: {name: badnets_cnn, params: {width: 16}}
+    training: {epochs: 10, batch_size: 64, lr: 0.001}
     attack: {trigger: patch, size: 4, position: bottom_right, target: 0, poison_rate: 0.1}
-    defense: {name: unlearning, params: {fraction: 0.2, epochs: 2, nc: {steps: 300}},
+    defense: {name: unlearning, params: {fraction: 0.2, epochs: 2, nc: {steps: 500}},
               clean_fraction: 0.1}
 
 ``attack`` names a trigger (``trustlab list attacks``) with its parameters written flat
@@ -18,7 +19,8 @@ the defense runs through :func:`~trustlab.defenses.apply_defense`.
 Metrics: ``clean_accuracy``, ``attack_success_rate``, ``robust_accuracy`` of the backdoored
 model, ``n_train``, ``n_poison``, ``n_clean_defender``, ``n_test``, ``train_time_s``; then
 the defense's (``nc.*``, ``unlearn.*``, ``fp.*``), ``repaired.<same three>`` after a repair
-and ``defense_time_s``. Artifacts: the defense's (Neural Cleanse: ``nc_triggers.npz``).
+and ``defense_time_s``. Artifacts: the defense's (Neural Cleanse: ``nc_triggers.npz``;
+the sample-level detectors: ``<defense>_scores.npz``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class NetworkChoice(Choice):
     """``{name, params}`` of the backdoored network (the ``networks`` registry)."""
 
     stage: ClassVar[str] = "networks"
-    name: str = "small_cnn"
+    name: str = "badnets_cnn"
 
 
 class AttackConfig(FlatChoice, PoisonSettings):

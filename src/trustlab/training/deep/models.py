@@ -97,6 +97,47 @@ class SmallCNN(Configurable, nn.Module):
         return self.classifier(self.features(x))
 
 
+class BadNetsCNN(Configurable, nn.Module):
+    """BadNets' MNIST network (Gu et al. 2017): two 5x5 conv-BN-ReLU-max-pool blocks, then
+    two fully connected layers.
+
+    The usual victim of backdoor studies on digits (Neural Cleanse evaluates on the same
+    shape of model): unlike ``small_cnn`` it keeps the spatial layout up to the fully
+    connected layers, which is what lets a small corner trigger dominate a decision.
+    ``width`` is the first block's channel count (the second has twice as many); the
+    second convolution is ``last_conv`` (fine-pruning prunes its channels). Any image size
+    divisible by 4 works (8x8 digits, 28x28 MNIST, 32x32 CIFAR).
+    """
+
+    name: ClassVar[str] = "badnets_cnn"
+
+    class Params(registry.Params):
+        width: int = Field(16, ge=1, description="channels of the first conv block (the "
+                                                 "second has twice as many)")
+        hidden: int = Field(128, ge=1, description="units of the fully connected layer")
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, **params):
+        super().__init__()
+        self._set_params(params)
+        if len(input_shape) != 3 or input_shape[1] % 4 or input_shape[2] % 4:
+            raise TrustlabError(f"badnets_cnn needs images (C, H, W) with H and W divisible "
+                                f"by 4, got shape {input_shape}")
+        c, h, w = input_shape
+        width = self.width
+        self.last_conv = nn.Conv2d(width, 2 * width, 5, padding=2, bias=False)
+        self.features = nn.Sequential(
+            nn.Conv2d(c, width, 5, padding=2, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.MaxPool2d(2),
+            self.last_conv, nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * (h // 4) * (w // 4), self.hidden), nn.ReLU(),
+        )
+        self.feature_dim = self.hidden
+        self.classifier = nn.Linear(self.hidden, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 # -- DenseNet-BC (Huang et al., 2017, "Densely Connected Convolutional Networks") ---------
 class _Bottleneck(nn.Module):
     """BN-ReLU-Conv1x1(4k)-BN-ReLU-Conv3x3(k); the output is concatenated to the input."""
@@ -186,6 +227,7 @@ class DenseNetBC(Configurable, nn.Module):
 NETWORKS = Registry("networks", "network", {
     "mlp": "trustlab.training.deep.models:MLP",
     "small_cnn": "trustlab.training.deep.models:SmallCNN",
+    "badnets_cnn": "trustlab.training.deep.models:BadNetsCNN",
     "densenet_bc": "trustlab.training.deep.models:DenseNetBC",
 })
 
