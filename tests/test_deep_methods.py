@@ -153,7 +153,8 @@ def test_spectral_decoupling_adds_half_lambda_mean_squared_logit_norm():
 def _hand_mmd(a, b, kernel, length):
     def k(u, v):
         d = np.asarray(u) - np.asarray(v)
-        return (math.exp(-float(d @ d) / length) if kernel == "gaussian"
+        # TF-MR's kernels: Gaussian exp(-||d||^2 / l^2), Laplacian exp(-||d|| / l)
+        return (math.exp(-float(d @ d) / length ** 2) if kernel == "gaussian"
                 else math.exp(-math.sqrt(float(d @ d)) / length))
     kaa = np.mean([k(u, v) for u in a for v in a])
     kbb = np.mean([k(u, v) for u in b for v in b])
@@ -172,13 +173,14 @@ def test_mmd_zero_for_identical_positive_for_different_and_matches_hand(kernel):
     assert value == pytest.approx(_hand_mmd(a, b, kernel, 0.1), rel=1e-6, abs=1e-6)
 
 
-def test_mindiff_penalty_compares_the_two_groups_predictions():
+def test_mindiff_in_batch_penalty_compares_the_two_groups_predictions():
     method = _method("mindiff", n_groups=3, hparams={"weight": 2.0, "group_a": 0,
-                                                      "group_b": 2, "only_label": 1})
+                                                      "group_b": 2, "only_label": 1,
+                                                      "stream": "in_batch"})
     x, y, _ = _batch(n=30)
     g = torch.arange(30) % 3
     loss, logs = method.objective(x, y, g)
-    probs = torch.softmax(method.model(x), 1).detach().numpy()
+    probs = torch.softmax(method.model(x), 1).detach().numpy()  # 3 classes: the vector
     keep = y.numpy() == 1
     a = probs[keep & (g.numpy() == 0)]
     b = probs[keep & (g.numpy() == 2)]
@@ -186,6 +188,39 @@ def test_mindiff_penalty_compares_the_two_groups_predictions():
     assert loss.item() == pytest.approx(logs["ce"] + 2.0 * logs["mmd"], rel=1e-5)
     with pytest.raises(TrustlabError, match="group_b must be a group id"):
         _method("mindiff", n_groups=2, hparams={"group_b": 5})
+
+
+def test_mindiff_separate_stream_always_holds_both_groups_of_the_label():
+    """TF-MR packs a separate MinDiff batch: rows of each group (of only_label) drawn
+    from the whole training set, whatever the training batch holds."""
+    n = 200
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 4, generator=gen)
+    y = torch.randint(0, 2, (n,), generator=gen)
+    g = (torch.rand(n, generator=gen) < 0.1).long()  # group 1 is rare
+    method = _method("mindiff", n_classes=2, hparams={"only_label": 0, "batch_size": 16})
+    method.bind_data(x, y, g, seed=0)
+    for _ in range(50):
+        rows_a, rows_b = method.draw(16)
+        assert len(rows_a) == len(rows_b) == 16
+        assert (g[rows_a] == 0).all() and (g[rows_b] == 1).all()
+        assert (y[rows_a] == 0).all() and (y[rows_b] == 0).all()
+    # a training batch without group 1 still gets a non-zero penalty
+    batch = torch.nonzero(g == 0).flatten()[:32]
+    _, logs = method.objective(x[batch], y[batch], g[batch])
+    assert logs["mmd"] > 0
+    # binary task: the MMD compares the positive class's probability, as TF-MR's sigmoid
+    method.bind_data(x, y, g, seed=3)
+    rows_a, rows_b = method.draw(16)
+    method.bind_data(x, y, g, seed=3)
+    _, logs = method.objective(x[:8], y[:8], g[:8])
+    with torch.no_grad():
+        p = torch.softmax(method.model(x), 1)[:, 1:].numpy()
+    assert logs["mmd"] == pytest.approx(
+        _hand_mmd(p[rows_a.numpy()], p[rows_b.numpy()], "gaussian", 0.1), rel=1e-4, abs=1e-7)
+    # a group with no row of the label cannot be compared: one clear error
+    with pytest.raises(TrustlabError, match="no training rows of group 1 with label 0"):
+        method.bind_data(x, y, torch.where(y == 0, 0, g), seed=0)
 
 
 def test_flooding_loss_and_its_gradient_ascent_below_the_flood_level():

@@ -16,6 +16,7 @@ from trustlab.training.deep import (
     build_method,
     evaluate,
     predict,
+    predict_logits,
     resolve_device,
     split_tensors,
     train,
@@ -63,7 +64,42 @@ def test_epoch_metrics_match_the_audit_engine(digits):
     assert h.last["val_accuracy"] == pytest.approx(flat["accuracy"])
     assert h.last["val_worst_group_accuracy"] == pytest.approx(flat["worst_group_accuracy"])
     assert evaluate(m, te) == {"accuracy": h.last["val_accuracy"],
-                               "worst_group_accuracy": h.last["val_worst_group_accuracy"]}
+                               "worst_group_accuracy": h.last["val_worst_group_accuracy"],
+                               "log_loss": h.last["val_log_loss"]}
+    # log_loss is scikit-learn's on the softmax probabilities
+    from sklearn.metrics import log_loss
+
+    proba = torch.softmax(predict_logits(m, te.x).double(), 1).numpy()
+    assert h.last["val_log_loss"] == pytest.approx(
+        log_loss(te.y.numpy(), proba, labels=list(range(tr.n_classes))), rel=1e-9)
+
+
+def test_training_flooding_floods_any_methods_whole_objective(digits):
+    """|L - b| + b on the method's objective (CE + penalty), the same numbers as method
+    flooding for ERM, and a training loss held near b."""
+    tr, _ = digits
+    runs = {}
+    for name, hp, flooding in [("flooding", {"b": 0.4}, None), ("erm", {}, 0.4)]:
+        m = build_method(name, "mlp", tr, model_params={"width": 32},
+                         hparams={"lr": 0.01, **hp}, seed=0)
+        runs[name] = train(m, tr, epochs=12, batch_size=64, seed=0, flooding=flooding)
+    assert runs["flooding"].epochs == [
+        {k: v for k, v in r.items() if k != "train_unflooded_loss"} | {"seconds": s}
+        for r, s in zip(runs["erm"].epochs, (e["seconds"] for e in runs["flooding"].epochs))]
+    free = train(build_method("erm", "mlp", tr, model_params={"width": 32},
+                              hparams={"lr": 0.01}, seed=0), tr, epochs=12, batch_size=64,
+                 seed=0)
+    # unflooded the CE falls to ~0.06; flooded at 0.4 it stays near 0.4
+    assert free.last["train_ce"] < 0.15
+    assert all(0.3 < r["train_ce"] < 0.55 for r in runs["erm"].epochs[5:])
+    # a penalised method: the flooded value is |CE + w * MMD - b| + b per batch
+    m = build_method("mindiff", "mlp", tr, model_params={"width": 16},
+                     hparams={"weight": 3.0}, seed=0)
+    h = train(m, tr, epochs=1, batch_size=64, seed=0, flooding=5.0)
+    assert h.last["train_loss"] == pytest.approx(
+        10.0 - h.last["train_unflooded_loss"], rel=1e-6)  # every batch below b = 5
+    assert h.last["train_unflooded_loss"] == pytest.approx(
+        h.last["train_ce"] + 3.0 * h.last["train_mmd"], rel=1e-6)
 
 
 def test_early_stopping_restores_the_best_epoch(digits):
@@ -96,7 +132,7 @@ def test_training_options_declare_the_loop_once():
     assert isinstance(opts.early_stopping, EarlyStopping)
     assert opts.loop_kwargs() == {"epochs": 3, "batch_size": 128, "sampler": "shuffle",
                                   "balance_by": "group", "early_stopping": opts.early_stopping,
-                                  "device": "auto"}
+                                  "flooding": None, "device": "auto"}
     with pytest.raises(ParamError, match="early_stopping: 'val_accuracy' is a validation "
                                          "metric: set val_fraction > 0"):
         check_params(TrainingOptions, {"early_stopping": {"metric": "val_accuracy"}})

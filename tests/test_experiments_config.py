@@ -141,6 +141,32 @@ def test_generic_kind_and_duplicate_grid_points_collapse():
         build_experiment({"name": "g", "kind": "no_such_module_xyz:fn"})
 
 
+def test_a_list_of_grids_is_the_union_of_their_products():
+    """As scikit-learn's ParameterGrid: sweep an axis only where it matters."""
+    from sklearn.model_selection import ParameterGrid
+
+    grid = [{"params.a": [1, 2], "params.b": [10]},
+            {"params.a": [3], "params.b": [20, 30]}]
+    exp = build_experiment({"name": "g", "kind": "test_value", "seeds": [0],
+                            "params": {"a": 0}, "grid": grid})
+    expected = [{"params.a": p["params.a"], "params.b": p["params.b"]}
+                for p in ParameterGrid(grid)]
+    assert sorted(map(str, (t.point for t in exp.trials))) == sorted(map(str, expected))
+    assert exp.grid_keys == ["params.a", "params.b"]
+    # grid.<key>= sets the axis in every part; pinning a key drops it from every part
+    raw = {"name": "g", "kind": "test_value", "params": {"a": 0}, "grid": grid}
+    axis = build_experiment(raw, overrides=["grid.params.a=[7]"])
+    assert {t.point["params.a"] for t in axis.trials} == {7}
+    pinned = build_experiment(raw, overrides=["params.b=5"])
+    assert {t.config["params"]["b"] for t in pinned.trials} == {5}
+    assert {t.config["params"]["a"] for t in pinned.trials} == {1, 2, 3}
+    for bad, needle in [([], "grid: empty list"), ([{"params.a": []}], "grid.params.a: empty"),
+                        ([{"params.a": [1]}, 3], "or a list of such mappings"),
+                        ([{"seed": [1]}], "cannot sweep an engine key")]:
+        with pytest.raises(TrustlabError, match=needle):
+            build_experiment({"name": "g", "kind": "test_value", "grid": bad})
+
+
 @pytest.mark.parametrize("kind", ["os:system", "subprocess:run", "trustlab.experiments.kinds.tabular:KIND"])
 def test_a_yaml_cannot_import_modules_through_kind(tmp_path, capsys, kind):
     """`kind:` names a registered kind only: a shared YAML cannot import and call code."""

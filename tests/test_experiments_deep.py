@@ -67,6 +67,60 @@ def test_deep_sweep_metrics_history_and_report(tmp_path):
     assert "Training curves" in page and "accuracy_difference" in page
 
 
+WIDTHS = """
+name: widths
+kind: deep
+dataset: {name: adult, group: sex, subsample: 400}
+model: {name: mlp, params: {width: 2, depth: 1}}
+training: {epochs: 3, batch_size: 64}
+seeds: [0, 1]
+grid:
+  - model.params.width: [2, 64]
+    method:
+      - {name: erm, params: {lr: 0.01}}
+      - {name: mindiff, params: {weight: 2.0, only_label: 0, lr: 0.01}}
+  - model.params.width: [2, 64]
+    method: [{name: mindiff, params: {weight: 2.0, only_label: 0, lr: 0.01}}]
+    training.flooding: [0.4]
+"""
+
+
+def test_width_study_train_split_fairness_and_report(tmp_path):
+    """MinDiff's study: the audit on the fitted training rows under train.*, equal to
+    fairlearn on the stored training predictions; the report's width section."""
+    from fairlearn.metrics import false_positive_rate
+
+    path = tmp_path / "widths.yaml"
+    path.write_text(textwrap.dedent(WIDTHS))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--workers", "1"]) == 0
+    results = load_results(out)
+    assert len(results.trials) == 12 and all(t["status"] == "ok" for t in results.trials)
+    for t in results.trials:
+        m = t["metrics"]
+        arrays = np.load(out / "trials" / t["trial_id"] / "predictions.npz")
+        y, p, g = arrays["train_y_true"], arrays["train_y_pred"], arrays["train_group"]
+        assert len(y) == m["n_train"] == 400
+        assert m["train.accuracy"] == pytest.approx(accuracy_score(y, p), abs=1e-12)
+        fpr = MetricFrame(metrics=false_positive_rate, y_true=y, y_pred=p,
+                          sensitive_features=g)
+        assert m["train.false_positive_rate_difference"] == pytest.approx(fpr.difference(),
+                                                                          abs=1e-12)
+        history = json.loads((out / "trials" / t["trial_id"] / "history.json").read_text())
+        assert m["train.log_loss"] == pytest.approx(history["epochs"][-1]["train_log_loss"])
+    widths = {t["params"]["model.params.width"]: t["metrics"]["n_params"]
+              for t in results.trials}
+    # one hidden layer: (d + 1) * w + (w + 1) * 2 parameters, so d is the same for both
+    d = [(n - 2 - 2 * w) / w - 1 for w, n in widths.items()]
+    assert d[0] == d[1] and d[0] == int(d[0])
+    flooded = [t for t in results.trials if t["params"]["training.flooding"] == 0.4]
+    assert len(flooded) == 4
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Fairness against width" in page and "false_positive_rate_difference" in page
+    assert "Within a gap bound, the lowest test error" in page
+
+
 def test_same_metrics_on_one_or_two_workers(tmp_path):
     assert main(["run", str(write(tmp_path, "d")), "--out", str(tmp_path / "one"),
                  "--workers", "1"]) == 0
@@ -88,6 +142,7 @@ def test_same_metrics_on_one_or_two_workers(tmp_path):
     ("training.early_stopping={metric: val_accuracy, patience: 0}",
      "training.early_stopping.patience"),
     ("training.epochs=0", "training.epochs"),
+    ("training.flooding=-0.1", "training.flooding"),
 ])
 def test_bad_deep_configs_are_rejected_before_running(tmp_path, override, needle):
     path = write(tmp_path, "bad")
@@ -95,6 +150,14 @@ def test_bad_deep_configs_are_rejected_before_running(tmp_path, override, needle
     path.write_text(text)
     with pytest.raises(TrustlabError, match=needle):
         load_experiment(path, [override])
+
+
+def test_method_flooding_with_training_flooding_is_refused(tmp_path):
+    path = write(tmp_path, "flood")
+    path.write_text(path.read_text().split("grid:")[0])
+    with pytest.raises(TrustlabError, match="training.flooding: method flooding floods"):
+        load_experiment(path, ["method={name: flooding, params: {b: 0.1}}",
+                               "training.flooding=0.2"])
 
 
 def _bad_value(field):

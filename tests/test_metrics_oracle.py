@@ -46,6 +46,8 @@ def test_group_metrics_equal_fairlearn(adult_predictions, columns):
         flm.equalized_odds_difference(y, p, **kw), abs=TOL)
     assert d["equal_opportunity_difference"] == pytest.approx(
         flm.equal_opportunity_difference(y, p, **kw), abs=TOL)
+    fpr = flm.MetricFrame(metrics=flm.false_positive_rate, y_true=y, y_pred=p, **kw)
+    assert d["false_positive_rate_difference"] == pytest.approx(fpr.difference(), abs=TOL)
     assert d["worst_group_accuracy"] == pytest.approx(
         flm.accuracy_score_group_min(y, p, **kw), abs=TOL)
     assert d["accuracy_difference"] == pytest.approx(

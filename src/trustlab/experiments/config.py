@@ -3,7 +3,9 @@
 An experiment file has a few keys the engine owns (``name``, ``kind``, ``seeds``, ``grid``,
 ``executor``, ``report``); every other key belongs to the trial kind, whose pydantic model
 validates it (so an unknown key is an error that names it). ``grid:`` maps dotted keys to
-lists and expands into their cartesian product; ``seeds:`` repeats every grid point.
+lists and expands into their cartesian product; a list of such mappings is the union of
+their products (as scikit-learn's ``ParameterGrid``), so a study can sweep one axis only
+where it matters; ``seeds:`` repeats every grid point.
 A trial is one resolved kind config plus one seed; its id is a hash of both.
 """
 
@@ -62,7 +64,7 @@ class EngineConfig(StrictModel):
     name: str
     kind: str = "tabular"
     seeds: list[int] = Field(default_factory=lambda: [0])
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] | list[dict[str, list[Any]]] = Field(default_factory=dict)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
@@ -85,6 +87,27 @@ class EngineConfig(StrictModel):
         if bad:  # numpy and scikit-learn accept seeds in [0, 2**32) only
             raise ValueError(f"must be between 0 and 2**32 - 1 (got {bad[0]})")
         return v
+
+    @property
+    def subgrids(self) -> list[dict[str, list[Any]]]:
+        """The grid as a list of mappings (one for a plain mapping); each expands into its
+        cartesian product and the trials are the union."""
+        return self.grid if isinstance(self.grid, list) else [self.grid]
+
+    @property
+    def grid_keys(self) -> list[str]:
+        """Every swept key, in order of first appearance."""
+        return list(dict.fromkeys(k for sub in self.subgrids for k in sub))
+
+
+def _subgrids(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The raw ``grid:`` as a list of mappings (created empty when absent)."""
+    grid = raw.setdefault("grid", {})
+    subs = grid if isinstance(grid, list) else [grid]
+    if not all(isinstance(sub, dict) for sub in subs):
+        raise TrustlabError("grid: must be a mapping of dotted keys to lists, or a list "
+                            "of such mappings")
+    return subs
 
 
 # -- YAML -------------------------------------------------------------------------------
@@ -175,25 +198,25 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Hydra-style overrides. ``grid.<dotted key>`` sets one grid axis; overriding a key
-    that is also a grid axis pins it (the axis is dropped)."""
+    """Hydra-style overrides. ``grid.<dotted key>`` sets one grid axis (in every part of a
+    list of grids); overriding a key that is also a grid axis pins it (the axis is
+    dropped)."""
     raw = copy.deepcopy(raw)
     for item in overrides:
         key, value = parse_override(item)
         if key.startswith("grid."):
-            grid = raw.setdefault("grid", {})
-            if not isinstance(grid, dict):
-                raise TrustlabError("grid: must be a mapping of dotted keys to lists")
-            grid[key[len("grid."):]] = value
+            for sub in _subgrids(raw):
+                sub[key[len("grid."):]] = value
             continue
-        if isinstance(raw.get("grid"), dict):
-            raw["grid"].pop(key, None)
-            # A key inside a gridded block would be overwritten by every grid value.
-            axis = next((a for a in raw["grid"] if key.startswith(f"{a}.")), None)
-            if axis is not None:
-                raise TrustlabError(f"--set {item}: {axis!r} is a grid axis whose values "
-                                    f"replace {key!r}; set the axis (grid.{axis}=[...]) "
-                                    f"or pin it ({axis}=...)")
+        if isinstance(raw.get("grid"), (dict, list)):
+            for sub in _subgrids(raw):
+                sub.pop(key, None)
+                # A key inside a gridded block would be overwritten by every grid value.
+                axis = next((a for a in sub if key.startswith(f"{a}.")), None)
+                if axis is not None:
+                    raise TrustlabError(f"--set {item}: {axis!r} is a grid axis whose "
+                                        f"values replace {key!r}; set the axis "
+                                        f"(grid.{axis}=[...]) or pin it ({axis}=...)")
         set_dotted(raw, key, value, f"--set {item}")
     return raw
 
@@ -245,7 +268,7 @@ class Experiment:
 
     @property
     def grid_keys(self) -> list[str]:
-        return list(self.engine.grid)
+        return self.engine.grid_keys
 
 
 def build_experiment(raw: Any, *, where: str = "experiment", source_text: str = "",
@@ -263,8 +286,16 @@ def build_experiment(raw: Any, *, where: str = "experiment", source_text: str = 
     raw = apply_overrides(raw, overrides)
     engine_raw = {k: raw[k] for k in ENGINE_KEYS if k in raw}
     kind_raw = {k: v for k, v in raw.items() if k not in ENGINE_KEYS}
-    if isinstance(engine_raw.get("grid"), dict):
-        for key, values in engine_raw["grid"].items():
+    grid_raw = engine_raw.get("grid")
+    if isinstance(grid_raw, list) and not grid_raw:
+        raise TrustlabError(f"{where}: grid: empty list (nothing to sweep)")
+    for sub in grid_raw if isinstance(grid_raw, list) else [grid_raw]:
+        if not isinstance(sub, dict):
+            if grid_raw is not None:
+                raise TrustlabError(f"{where}: grid: must be a mapping of dotted keys to "
+                                    "lists, or a list of such mappings")
+            continue
+        for key, values in sub.items():
             if not isinstance(values, list):
                 raise TrustlabError(f"{where}: grid.{key}: must be a list of values")
             if not values:
@@ -278,16 +309,15 @@ def build_experiment(raw: Any, *, where: str = "experiment", source_text: str = 
         kind = get_kind(engine.kind)
     except TrustlabError as exc:
         raise TrustlabError(f"{where}: kind: {exc}") from None
-    for key in engine.grid:
+    for key in engine.grid_keys:
         head = key.split(".")[0]
         if head == "seed" or head in ENGINE_KEYS:
             hint = " (use seeds: to repeat trials)" if head in ("seed", "seeds") else ""
             raise TrustlabError(f"{where}: grid.{key}: cannot sweep an engine key{hint}")
 
     exp = Experiment(engine=engine, raw=raw, source_text=source_text, overrides=overrides)
-    keys = list(engine.grid)
-    points = [dict(zip(keys, combo)) for combo in
-              itertools.product(*(engine.grid[k] for k in keys))] if keys else [{}]
+    points = [dict(zip(sub, combo)) for sub in engine.subgrids
+              for combo in itertools.product(*sub.values())]
     seen: dict[str, Trial] = {}
     for point in points:
         tree = copy.deepcopy(kind_raw)

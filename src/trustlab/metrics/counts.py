@@ -102,6 +102,8 @@ def disparities(by_group: dict[str, np.ndarray], binary: bool) -> dict[str, np.n
             "demographic_parity_ratio": _div(sel.min(axis=-1), sel.max(axis=-1)),
             "equalized_odds_difference": np.maximum(tpr_gap, spread(by_group["fpr"])),
             "equal_opportunity_difference": tpr_gap,
+            # the gap MinDiff closes with only_label 0 (Prost et al. 2019)
+            "false_positive_rate_difference": spread(by_group["fpr"]),
         })
     return out
 

@@ -16,10 +16,11 @@ from trustlab.report.deep import training_curves_section
 from trustlab.report.minority_class import heatmap_section
 from trustlab.report.poisoning import before_after_section, trace_section
 from trustlab.report.tabular import group_rates_section
+from trustlab.report.width_study import width_study_section
 
 SECTIONS: dict[str, list[SectionFn]] = {
     "tabular": [group_rates_section],
-    "deep": [training_curves_section],
+    "deep": [width_study_section, training_curves_section],
     "minority_class": [heatmap_section, training_curves_section],
     "poisoning": [before_after_section, trace_section],
     "backdoor": [backdoor_section],

@@ -10,8 +10,11 @@ it per group on the test split.
 ``model`` names a network (``trustlab list networks``), ``method`` a training method
 (``trustlab list methods``); ``training`` is :class:`~trustlab.training.deep.TrainingOptions`.
 Metrics are the audit's flat names on the test split (``accuracy``, ``worst_group_accuracy``,
-``group.<g>.accuracy``, ...) plus the last epoch's training loss (MinDiff's "illusion of
-fairness" shows there), ``epochs_run``, ``n_params`` and ``train_time_s``. The per-epoch
+``group.<g>.accuracy``, ...), the same audit on the fitted training rows under ``train.``
+(``train.false_positive_rate_difference``...: MinDiff's "illusion of fairness" is a gap
+that closes there and not on the test split), the last epoch's training loss, the final
+model's ``train.log_loss`` and test ``log_loss``, ``epochs_run``, ``n_params`` and
+``train_time_s``. The per-epoch
 history is the trial's ``history.json`` artifact; the report draws it as training curves.
 """
 
@@ -60,10 +63,19 @@ class DeepConfig(StrictConfig):
     training: TrainingOptions = Field(default_factory=TrainingOptions)
 
 
+def check_training(cfg) -> None:
+    """The method and the training options together: method ``flooding`` with
+    ``training.flooding`` would flood twice (shared with the minority_class kind)."""
+    if cfg.method.name == "flooding" and cfg.training.flooding is not None:
+        raise ParamError("training.flooding", "method flooding floods already; use method "
+                                              "erm (or any other) with training.flooding")
+
+
 def validate(cfg: DeepConfig) -> None:
     """The dataset, its loader options and its group column, before anything runs."""
     from trustlab.training.deep import check_dataset
 
+    check_training(cfg)
     d = cfg.dataset
     try:
         check_dataset(d.name, d.options, d.group)
@@ -94,8 +106,11 @@ def run(cfg: DeepConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     trained = train_and_predict(ds, group, cfg, seed)
     groups_test = ds.groups_test[group]
     metrics = audit(trained.y_test, trained.y_pred, groups_test.astype(str)).flat_metrics()
+    groups_fit = ds.groups[group].to_numpy()[trained.train_rows].astype(str)
+    fit_audit = audit(trained.y_train, trained.y_pred_train, groups_fit).flat_metrics()
+    metrics.update({f"train.{k}": v for k, v in fit_audit.items()})
     metrics.update(trained.metrics())
-    return TrialOutput(metrics=metrics, artifacts=trained.artifacts(groups_test))
+    return TrialOutput(metrics=metrics, artifacts=trained.artifacts(groups_test, groups_fit))
 
 
 KIND = TrialKind(

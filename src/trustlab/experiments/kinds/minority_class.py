@@ -32,7 +32,8 @@ from trustlab.errors import TrustlabError
 from trustlab.experiments.kinds import TrialContext, TrialKind, TrialOutput
 from trustlab.experiments.kinds.common import (StrictConfig, Subsample, load_dataset_cached,
                                                subsample_rows)
-from trustlab.experiments.kinds.deep import MethodChoice, NetworkChoice, train_and_predict
+from trustlab.experiments.kinds.deep import (MethodChoice, NetworkChoice, check_training,
+                                             train_and_predict)
 from trustlab.training.deep.options import TrainingOptions
 
 
@@ -73,6 +74,7 @@ def validate(cfg: MinorityClassConfig) -> None:
     """The dataset and its loader options; the minority label against its classes."""
     from trustlab.training.deep import check_dataset
 
+    check_training(cfg)
     check_dataset(cfg.dataset.name, cfg.dataset.options)
     if not cfg.minority.full:
         ds = load_dataset_cached(cfg.dataset.name, 0, cfg.dataset.options)

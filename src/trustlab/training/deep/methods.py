@@ -89,11 +89,27 @@ class Method(Configurable, nn.Module):
         loss.backward()
         self.optimizer.step()
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def bind_data(self, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, seed: int) -> None:
+        """Hook for methods that draw their own rows from the training set (MinDiff's
+        separate stream); the trainer calls it once, after :meth:`prepare`."""
+
+    def update(self, batch: Batch, flooding: float | None = None) -> dict[str, float]:
+        """One optimizer step on ``batch``; with ``flooding`` (a flood level b) the loss
+        back-propagated is ``|L - b| + b`` of the method's whole objective L."""
         x, y, g = batch
         loss, logs = self.objective(x, y, g)
+        if flooding is not None:
+            logs = {**logs, "unflooded_loss": loss.item()}
+            loss = flood(loss, flooding)
         self.step(loss)
         return {"loss": loss.item(), **logs}
+
+
+def flood(loss: torch.Tensor, level: float) -> torch.Tensor:
+    """Flooding (Ishida et al., 2020): ``|L - b| + b``. Equal to L above the flood level b;
+    below it the gradient's sign flips, so training ascends back to b instead of driving
+    the training loss to zero."""
+    return (loss - level).abs() + level
 
 
 class ERM(Method):
@@ -187,16 +203,18 @@ class SpectralDecoupling(Method):
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, kernel: str, kernel_length: float) -> torch.Tensor:
-    """Squared MMD (biased V-statistic) between samples ``a (n, d)`` and ``b (m, d)``.
+    """Squared MMD (biased V-statistic) between samples ``a (n, d)`` and ``b (m, d)``:
+    ``mean k(a, a') + mean k(b, b') - 2 mean k(a, b)``, as TensorFlow Model Remediation's
+    ``MMDLoss`` computes it (not its square root, whose gradient blows up near 0).
 
-    Kernels as in TensorFlow Model Remediation's MinDiff: Gaussian
-    ``exp(-||x - y||^2 / l)`` and Laplacian ``exp(-||x - y|| / l)``.
+    Kernels as TF-MR's: Gaussian ``exp(-||x - y||^2 / l^2)`` and Laplacian
+    ``exp(-||x - y|| / l)`` with ``l = kernel_length``.
     """
 
     def k(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         sq = ((u[:, None, :] - v[None, :, :]) ** 2).sum(-1)
         if kernel == "gaussian":
-            return torch.exp(-sq / kernel_length)
+            return torch.exp(-sq / kernel_length ** 2)
         # sqrt has an infinite derivative at 0 (every point against itself); the clamp
         # passes no gradient there and changes the value by at most 1e-15.
         return torch.exp(-sq.clamp_min(1e-30).sqrt() / kernel_length)
@@ -205,12 +223,19 @@ def mmd(a: torch.Tensor, b: torch.Tensor, kernel: str, kernel_length: float) -> 
 
 
 class MinDiff(Method):
-    """MinDiff (Prost et al., 2019): cross-entropy plus an MMD penalty between two groups'
-    predictions.
+    """MinDiff (Prost et al., 2019) as TensorFlow Model Remediation trains it:
+    cross-entropy on the training batch plus ``weight`` x the MMD between the predicted
+    scores of group ``group_a`` and group ``group_b``.
 
-    Loss = CE + weight * MMD between the predicted class probabilities of group
-    ``group_a`` and group ``group_b`` (optionally only on examples whose true label is
-    ``only_label``, e.g. 0 to equalise false-positive rates)."""
+    The scores are the positive class's probability for a binary task (TF-MR's sigmoid
+    output) and the class-probability vector otherwise. With ``only_label`` (e.g. 0: the
+    negatives, to equalise false-positive rates) only rows of that true label are compared.
+
+    ``stream: separate`` (the default, as TF-MR's ``pack_min_diff_data``): every step
+    also draws ``batch_size`` rows of each group (of ``only_label``) from the whole
+    training set, so each MinDiff batch always holds both groups, whatever the training
+    batch holds. ``stream: in_batch`` compares the rows of the training batch itself
+    (zero penalty when a group is absent from it)."""
 
     name: ClassVar[str] = "mindiff"
 
@@ -222,6 +247,13 @@ class MinDiff(Method):
         group_b: int = Field(1, ge=0, description="group id of the second group compared")
         only_label: int | None = Field(None, description="compare only examples of this "
                                                          "true label (null: all)")
+        stream: Literal["separate", "in_batch"] = Field(
+            "separate", description="MinDiff rows drawn per step from the whole training "
+                                    "set (separate) or taken from the training batch")
+        batch_size: int | None = Field(None, ge=1, description="rows of each group in a "
+                                                               "separate-stream MinDiff batch "
+                                                               "(null: the training batch's "
+                                                               "size)")
 
         @model_validator(mode="after")
         def _two_groups(self):
@@ -235,27 +267,72 @@ class MinDiff(Method):
             if not self.hparams[key] < self.n_groups:
                 raise TrustlabError(f"mindiff {key} must be a group id in 0..{self.n_groups - 1},"
                                     f" got {self.hparams[key]!r}")
+        self._pools: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _selected(self, y: torch.Tensor, g: torch.Tensor, group: int) -> torch.Tensor:
+        keep = g == group
+        if self.hparams["only_label"] is not None:
+            keep &= y == int(self.hparams["only_label"])
+        return keep
+
+    def bind_data(self, x, y, g, seed):
+        if self.hparams["stream"] != "separate":
+            return
+        pools = []
+        for key in ("group_a", "group_b"):
+            rows = torch.nonzero(self._selected(y, g, self.hparams[key])).flatten()
+            if len(rows) == 0:
+                label = self.hparams["only_label"]
+                raise TrustlabError(f"mindiff: no training rows of group {self.hparams[key]}"
+                                    + (f" with label {label}" if label is not None else "")
+                                    + " to compare")
+            pools.append(rows)
+        self._x = x
+        self._pools = (pools[0], pools[1])
+        # Its own generator: the MinDiff draws leave the loader's shuffling untouched.
+        self._generator = torch.Generator().manual_seed(int(seed) + 7919)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(logits, dim=1)
+        return probs[:, 1:] if self.n_classes == 2 else probs
+
+    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` rows of each group's pool, uniformly with replacement."""
+        assert self._pools is not None, "bind_data() first"
+        return tuple(pool[torch.randint(len(pool), (n,), generator=self._generator)]
+                     for pool in self._pools)
 
     def penalty(self, logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        probs = F.softmax(logits, dim=1)
-        keep = torch.ones_like(y, dtype=torch.bool)
-        if self.hparams["only_label"] is not None:
-            keep = y == int(self.hparams["only_label"])
-        a = probs[keep & (g == self.hparams["group_a"])]
-        b = probs[keep & (g == self.hparams["group_b"])]
+        """The MMD on the training batch's own rows (the ``in_batch`` stream)."""
+        s = self.scores(logits)
+        a = s[self._selected(y, g, self.hparams["group_a"])]
+        b = s[self._selected(y, g, self.hparams["group_b"])]
         if len(a) == 0 or len(b) == 0:  # one group absent from this batch: nothing to match
             return logits.sum() * 0.0
         return mmd(a, b, self.hparams["kernel"], self.kernel_length)
 
+    def separate_penalty(self, n: int, device: torch.device) -> torch.Tensor:
+        """The MMD on a freshly drawn MinDiff batch of ``n`` rows per group."""
+        rows_a, rows_b = self.draw(n)
+        s = self.scores(self.predict(self._x[torch.cat([rows_a, rows_b])].to(device)))
+        return mmd(s[:n], s[n:], self.hparams["kernel"], self.kernel_length)
+
     def objective(self, x, y, g):
         logits = self.predict(x)
         ce = F.cross_entropy(logits, y)
-        penalty = self.penalty(logits, y, g)
+        if self.hparams["stream"] == "separate":
+            if self._pools is None:  # called outside train(): bind to this batch
+                self.bind_data(x.detach().cpu(), y.cpu(), g.cpu(), 0)
+            penalty = self.separate_penalty(self.hparams["batch_size"] or len(y), x.device)
+        else:
+            penalty = self.penalty(logits, y, g)
         return ce + self.weight * penalty, {"ce": ce.item(), "mmd": penalty.item()}
 
 
 class Flooding(Method):
-    """Flooding (Ishida et al., 2020): |L - b| + b keeps the training loss near level b."""
+    """Flooding (Ishida et al., 2020): |L - b| + b keeps the training loss near level b.
+    The same as method ``erm`` with ``training.flooding: b``; that option floods any
+    method's objective (MinDiff's included)."""
 
     name: ClassVar[str] = "flooding"
 
@@ -263,9 +340,14 @@ class Flooding(Method):
         b: float = Field(0.05, ge=0.0, description="flood level")
 
     def objective(self, x, y, g):
-        b = self.b
         ce = F.cross_entropy(self.predict(x), y)
-        return (ce - b).abs() + b, {"ce": ce.item()}
+        return flood(ce, self.b), {"ce": ce.item()}
+
+    def update(self, batch, flooding=None):
+        if flooding is not None:  # flooding twice would hide which level applies
+            raise TrustlabError("method flooding already floods the loss; use method erm "
+                                "(or any other) with training.flooding instead")
+        return super().update(batch)
 
 
 class HardExampleMining(Method):

@@ -38,7 +38,9 @@ class EarlyStopping(Params):
 
 
 class LoopOptions(Params):
-    """How the training loop runs: epochs, batches and their sampling, early stopping."""
+    """How the training loop runs: epochs, batches and their sampling, and the
+    regularizers that compose with every method (early stopping, flooding; L2 is the
+    method's ``weight_decay``)."""
 
     epochs: int = Field(5, ge=1, description="passes over the training rows (at most)")
     batch_size: int = Field(128, ge=1, description="rows per batch")
@@ -48,6 +50,10 @@ class LoopOptions(Params):
     balance_by: Literal["group", "class"] = Field("group",
                                                   description="the strata samplers balance")
     early_stopping: EarlyStopping | None = Field(None, description="null: no early stopping")
+    flooding: float | None = Field(None, ge=0.0,
+                                   description="flood level b: every method's loss L is "
+                                               "trained as |L - b| + b (Ishida et al. 2020); "
+                                               "null: none")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, "
                                             "cuda...")
 

@@ -102,19 +102,24 @@ def group_accuracies(y_true: np.ndarray, y_pred: np.ndarray, g: np.ndarray,
 
 
 def evaluate(method: Method, data: SplitTensors, batch_size: int = 1024) -> dict[str, float]:
-    """Accuracy and worst-group accuracy of ``method`` on a split."""
-    pred = predict(method, data.x, batch_size)
+    """Accuracy, worst-group accuracy and mean cross-entropy (``log_loss``, in eval mode,
+    no penalty) of ``method`` on a split."""
+    logits = predict_logits(method, data.x, batch_size)
+    pred = logits.argmax(1).numpy()
     y, g = data.y.numpy(), data.g.numpy()
     per_group = group_accuracies(y, pred, g, data.n_groups)
+    log_loss = torch.nn.functional.cross_entropy(logits.double(), data.y).item() \
+        if len(y) else float("nan")
     return {"accuracy": float((pred == y).mean()),
-            "worst_group_accuracy": float(np.nanmin(per_group))}
+            "worst_group_accuracy": float(np.nanmin(per_group)),
+            "log_loss": float(log_loss)}
 
 
 def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | None = None, *,
           epochs: int, batch_size: int, seed: int, device: str | torch.device | None = None,
           sampler: str | None = None, balance_by: str | None = None,
           early_stopping: EarlyStopping | dict[str, Any] | None = None,
-          eval_train: bool = True,
+          flooding: float | None = None, eval_train: bool = True,
           on_epoch: Callable[[dict[str, float]], None] | None = None) -> History:
     """Train ``method`` in place for up to ``epochs`` epochs and return its history.
 
@@ -122,11 +127,13 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
     against it (None: its default): ``sampler`` is one of
     :data:`~trustlab.training.deep.options.SAMPLERS`; ``balance_by`` picks the strata it
     balances (``group`` or ``class``); ``early_stopping`` (an :class:`EarlyStopping` or its
-    mapping) needs ``val_data`` when its metric is a ``val_*`` column. ``on_epoch``
+    mapping) needs ``val_data`` when its metric is a ``val_*`` column; ``flooding`` (a
+    flood level) floods the method's whole objective at every step. ``on_epoch``
     receives each record (e.g. to drive a progress bar).
     """
     given = {"epochs": epochs, "batch_size": batch_size, "sampler": sampler,
-             "balance_by": balance_by, "early_stopping": early_stopping}
+             "balance_by": balance_by, "early_stopping": early_stopping,
+             "flooding": flooding}
     loop = check_params(LoopOptions, {k: v for k, v in given.items() if v is not None})
     early_stopping = loop.early_stopping
     if early_stopping is not None and early_stopping.metric.startswith("val_") \
@@ -138,6 +145,7 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
     torch.manual_seed(seed)  # dropout masks, PGD starts
     loader = make_loader(train_data, batch_size, seed, loop.sampler, loop.balance_by)
     method.prepare(train_data.y, train_data.g)
+    method.bind_data(train_data.x, train_data.y, train_data.g, seed)
 
     history = History()
     best_value: float | None = None
@@ -149,7 +157,7 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
         sums: dict[str, float] = {}
         n_seen = 0
         for x, y, g in loader:
-            logs = method.update((x.to(dev), y.to(dev), g.to(dev)))
+            logs = method.update((x.to(dev), y.to(dev), g.to(dev)), flooding=loop.flooding)
             n = len(y)
             n_seen += n
             for key, value in logs.items():
