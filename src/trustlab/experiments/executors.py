@@ -113,6 +113,29 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse a ``tcp://host:port`` scheduler that does not accept a TCP connection before
+    distributed's client starts its event loop thread: a refused or silent port is
+    reported in at most CONNECT_TIMEOUT, with the OS's reason. Other schemes (tls://,
+    ucx://...) are left to distributed."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from dask.utils import parse_timedelta
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp":
+        return
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number: distributed's own message says so
+        return
+    if not host or port is None:
+        return
+    with socket.create_connection((host, port), timeout=parse_timedelta(CONNECT_TIMEOUT)):
+        pass
+
+
 def _one_line_text(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:500]
 
@@ -342,11 +365,16 @@ class DaskExecutor:
         try:
             if self.address:
                 try:
+                    _check_reachable(self.address)
                     self.client = Client(self.address, timeout=CONNECT_TIMEOUT)
-                except (OSError, TimeoutError, ValueError) as exc:
-                    # ValueError: a malformed address ("missing port number", bad scheme)
+                except (OSError, TimeoutError, ValueError, AssertionError) as exc:
+                    # ValueError: a malformed address ("missing port number", bad scheme);
+                    # AssertionError: distributed asserts that its client IO loop started
+                    # within 10 s, which a machine under full load can miss.
+                    detail = (_one_line_text(exc)
+                              or "the Dask client's event loop did not start in time")
                     raise TrustlabError(f"cannot connect to Dask scheduler {self.address}: "
-                                        f"{_one_line_text(exc)}") from None
+                                        f"{detail}") from None
             elif self.slurm is not None:
                 self.cluster = make_slurm_cluster(self.slurm)
                 self.cluster.scale(jobs=self.slurm.jobs)
