@@ -58,7 +58,7 @@ def _batch(n=12, n_features=4, n_classes=3, seed=0):
 def test_registry_and_parameter_declarations():
     assert set(METHODS) == {
         "erm", "reweight", "group_dro", "spectral_decoupling", "mindiff", "flooding",
-        "hard_example_mining", "adversarial_training", "dann"}
+        "hard_example_mining", "adversarial_training", "dann", "jtt"}
     net = make_model("mlp", (4,), 2)
     with pytest.raises(ParamError, match="etta: unknown parameter; parameters: adjustment, "
                                          "eta, lr"):
@@ -148,6 +148,49 @@ def test_spectral_decoupling_adds_half_lambda_mean_squared_logit_norm():
     penalty = 0.3 / 2 * np.mean([np.dot(row, row) for row in logits])
     assert math.isclose(logs["penalty"], penalty, rel_tol=1e-5)
     assert math.isclose(loss.item(), ce + penalty, rel_tol=1e-5)
+
+
+def test_spectral_decoupling_with_gamma_pulls_each_row_to_its_class_target():
+    """The paper's SD with gamma: lambda/2 * mean_i ||z_i - gamma_{y_i}||^2."""
+    gammas = [2.5, 0.44, -1.0]
+    method = _method("spectral_decoupling", hparams={"lambda": 0.2, "gamma": gammas})
+    x, y, g = _batch()
+    loss, logs = method.objective(x, y, g)
+    logits = method.model(x).detach().numpy().astype(np.float64)
+    penalty = 0.2 / 2 * np.mean([np.sum((row - gammas[c]) ** 2)
+                                 for row, c in zip(logits, y.numpy())])
+    assert logs["penalty"] == pytest.approx(penalty, rel=1e-5)
+    assert loss.item() == pytest.approx(logs["ce"] + penalty, rel=1e-5)
+    # one number is the same target for every class; a list of the wrong length is refused
+    one = _method("spectral_decoupling", hparams={"lambda": 0.2, "gamma": 1.5})
+    assert one.gammas.tolist() == [1.5, 1.5, 1.5]
+    with pytest.raises(ParamError, match="gamma: needs one value per class"):
+        _method("spectral_decoupling", hparams={"gamma": [1.0, 2.0]})
+
+
+def test_jtt_repeats_exactly_the_first_models_errors(digits):
+    """JTT's training set: every row once, plus (upweight - 1) more copies of each row the
+    identification model gets wrong (recomputed here from that model)."""
+    tr, _ = digits
+    method = build_method("jtt", "mlp", tr, model_params={"width": 16},
+                          hparams={"id_epochs": 1, "upweight": 5, "lr": 0.01}, seed=0)
+    initial = {k: v.clone() for k, v in method.model.state_dict().items()}
+    fit = method.training_set(tr, seed=0, batch_size=64)
+    with torch.no_grad():
+        wrong = torch.nonzero(method.identification_model_(tr.x).argmax(1) != tr.y).flatten()
+    assert torch.equal(method.error_rows_, wrong) and 0 < len(wrong) < len(tr)
+    assert len(fit) == len(tr) + 4 * len(wrong)
+    counts = np.bincount(np.concatenate([np.arange(len(tr)),
+                                         np.repeat(wrong.numpy(), 4)]), minlength=len(tr))
+    # each training row appears counts[i] times in the fitted set (matched by content)
+    rows = {tuple(r): 0 for r in tr.x.flatten(1).numpy().round(5)}
+    for r in fit.x.flatten(1).numpy().round(5):
+        rows[tuple(r)] += 1
+    assert sorted(rows.values()) == sorted(counts.tolist())
+    # the final model starts from the initial weights, not the identification model's
+    assert all(torch.equal(initial[k], v) for k, v in method.model.state_dict().items())
+    history = train(method, tr, epochs=2, batch_size=64, seed=0)
+    assert len(history.epochs) == 2 and history.last["train_accuracy"] > 0.5
 
 
 def _hand_mmd(a, b, kernel, length):

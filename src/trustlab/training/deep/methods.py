@@ -89,6 +89,12 @@ class Method(Configurable, nn.Module):
         loss.backward()
         self.optimizer.step()
 
+    def training_set(self, data, seed: int, batch_size: int):
+        """The rows the loop trains on (a :class:`~trustlab.training.deep.data.SplitTensors`):
+        ``data`` itself, except for methods that reshape their training set first (JTT
+        repeats the rows a first model gets wrong). The trainer evaluates on ``data``."""
+        return data
+
     def bind_data(self, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, seed: int) -> None:
         """Hook for methods that draw their own rows from the training set (MinDiff's
         separate stream); the trainer calls it once, after :meth:`prepare`."""
@@ -184,21 +190,42 @@ class GroupDRO(Method):
 
 
 class SpectralDecoupling(Method):
-    """Spectral decoupling (Pezeshki et al., 2021): CE + lambda/2 * mean ||logits||^2."""
+    """Spectral decoupling (Pezeshki et al., 2021, "Gradient Starvation"):
+    CE + lambda/2 * mean_i ||z_i - gamma_{y_i}||^2 over the batch's logits z.
+
+    Without ``gamma`` the logits are pulled toward 0 (the paper's plain SD); with it, each
+    row's logits are pulled toward its class's target ``gamma`` (one number for every
+    class, or one per class: the paper's "SD with gamma", which it tunes per class on
+    CelebA)."""
 
     name: ClassVar[str] = "spectral_decoupling"
 
     class Params(Method.Params):
-        lambda_: float = Field(0.1, alias="lambda", description="weight of the penalty")
+        lambda_: float = Field(0.1, alias="lambda", ge=0.0, description="weight of the "
+                                                                        "penalty")
+        gamma: float | list[float] | None = Field(
+            None, description="logit target per class (a number for all, or a list of "
+                              "n_classes); null: 0")
 
-    def penalty(self, logits: torch.Tensor) -> torch.Tensor:
+    def __init__(self, model, n_classes, n_groups, **params):
+        super().__init__(model, n_classes, n_groups, **params)
+        gamma = self.hparams["gamma"]
+        if isinstance(gamma, list) and len(gamma) != self.n_classes:
+            raise ParamError("gamma", f"needs one value per class ({self.n_classes}), got "
+                                      f"{len(gamma)}")
+        values = [0.0] * self.n_classes if gamma is None else (
+            gamma if isinstance(gamma, list) else [gamma] * self.n_classes)
+        self.register_buffer("gammas", torch.tensor(values, dtype=torch.float32))
+
+    def penalty(self, logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         lam = float(self.hparams["lambda"])
-        return lam / 2.0 * (logits ** 2).sum(dim=1).mean()
+        target = self.gammas[y][:, None] if y is not None else 0.0
+        return lam / 2.0 * ((logits - target) ** 2).sum(dim=1).mean()
 
     def objective(self, x, y, g):
         logits = self.predict(x)
         ce = F.cross_entropy(logits, y)
-        penalty = self.penalty(logits)
+        penalty = self.penalty(logits, y)
         return ce + penalty, {"ce": ce.item(), "penalty": penalty.item()}
 
 
@@ -491,6 +518,53 @@ class DANN(Method):
         return ce + disc, {"ce": ce.item(), "discriminator_ce": disc.item()}
 
 
+class JTT(Method):
+    """Just Train Twice (Liu et al., 2021), a group-agnostic baseline: train a first model
+    with ERM for ``id_epochs`` (T), take the training rows it gets wrong (the error set),
+    then train the final model from its initial weights on the training set with every
+    error-set row repeated ``upweight`` (lambda_up) times in all, as the paper upsamples it.
+
+    After training: ``identification_model_`` (the first model) and ``error_rows_`` (the
+    indices of the error set in the training split)."""
+
+    name: ClassVar[str] = "jtt"
+
+    class Params(Method.Params):
+        id_epochs: int = Field(1, ge=1, description="epochs of the first (ERM) model, T")
+        upweight: int = Field(20, ge=1, description="lambda_up: how many times each "
+                                                    "error-set row appears")
+
+    def training_set(self, data, seed, batch_size):
+        import copy
+
+        from torch.utils.data import DataLoader, TensorDataset
+
+        device = next(self.model.parameters()).device
+        ident = copy.deepcopy(self.model)  # the same initial weights as the final model
+        hp = self.hparams
+        optimizer = (torch.optim.SGD(ident.parameters(), lr=hp["lr"], momentum=hp["momentum"],
+                                     weight_decay=hp["weight_decay"])
+                     if hp["optimizer"] == "sgd" else
+                     torch.optim.Adam(ident.parameters(), lr=hp["lr"],
+                                      weight_decay=hp["weight_decay"]))
+        loader = DataLoader(TensorDataset(data.x, data.y), batch_size=batch_size,
+                            shuffle=True, generator=torch.Generator().manual_seed(int(seed)))
+        ident.train()
+        for _ in range(int(self.id_epochs)):
+            for xb, yb in loader:
+                optimizer.zero_grad(set_to_none=True)
+                F.cross_entropy(ident(xb.to(device)), yb.to(device)).backward()
+                optimizer.step()
+        ident.eval()
+        with torch.no_grad():
+            pred = torch.cat([ident(data.x[i:i + 1024].to(device)).argmax(1).cpu()
+                              for i in range(0, len(data), 1024)])
+        self.identification_model_ = ident
+        self.error_rows_ = torch.nonzero(pred != data.y).flatten()
+        extra = self.error_rows_.repeat(int(self.upweight) - 1)
+        return data.subset(torch.cat([torch.arange(len(data)), extra]).numpy())
+
+
 METHODS = Registry("methods", "training method", {
     "erm": "trustlab.training.deep.methods:ERM",
     "reweight": "trustlab.training.deep.methods:Reweight",
@@ -501,6 +575,7 @@ METHODS = Registry("methods", "training method", {
     "hard_example_mining": "trustlab.training.deep.methods:HardExampleMining",
     "adversarial_training": "trustlab.training.deep.methods:AdversarialTraining",
     "dann": "trustlab.training.deep.methods:DANN",
+    "jtt": "trustlab.training.deep.methods:JTT",
 })
 
 

@@ -143,9 +143,10 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
     dev = resolve_device(device)
     method.to(dev)
     torch.manual_seed(seed)  # dropout masks, PGD starts
-    loader = make_loader(train_data, batch_size, seed, loop.sampler, loop.balance_by)
-    method.prepare(train_data.y, train_data.g)
-    method.bind_data(train_data.x, train_data.y, train_data.g, seed)
+    fit_data = method.training_set(train_data, seed, loop.batch_size)  # JTT reshapes it
+    loader = make_loader(fit_data, loop.batch_size, seed, loop.sampler, loop.balance_by)
+    method.prepare(fit_data.y, fit_data.g)
+    method.bind_data(fit_data.x, fit_data.y, fit_data.g, seed)
 
     history = History()
     best_value: float | None = None
