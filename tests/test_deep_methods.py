@@ -58,7 +58,7 @@ def _batch(n=12, n_features=4, n_classes=3, seed=0):
 def test_registry_and_parameter_declarations():
     assert set(METHODS) == {
         "erm", "reweight", "group_dro", "spectral_decoupling", "mindiff", "flooding",
-        "hard_example_mining", "adversarial_training", "dann", "jtt"}
+        "hard_example_mining", "adversarial_training", "dann", "jtt", "embedding_smote"}
     net = make_model("mlp", (4,), 2)
     with pytest.raises(ParamError, match="etta: unknown parameter; parameters: adjustment, "
                                          "eta, lr"):
@@ -191,6 +191,41 @@ def test_jtt_repeats_exactly_the_first_models_errors(digits):
     assert all(torch.equal(initial[k], v) for k, v in method.model.state_dict().items())
     history = train(method, tr, epochs=2, batch_size=64, seed=0)
     assert len(history.epochs) == 2 and history.last["train_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("by", ["class", "group"])
+def test_embedding_smote_refits_the_head_on_imblearns_resampling(by):
+    """SMOTE runs on the trained network's embeddings (equal to imbalanced-learn's own
+    fit_resample on them), balances every stratum, and only the head changes."""
+    from imblearn.over_sampling import SMOTE
+
+    gen = torch.Generator().manual_seed(0)
+    n = 300
+    x = torch.rand(n, 6, generator=gen)
+    y = (torch.rand(n, generator=gen) < 0.2).long()          # class 1 is the minority
+    g = (torch.rand(n, generator=gen) < 0.3).long()
+    from trustlab.training.deep.data import SplitTensors
+
+    data = SplitTensors(x, y, g, ["a", "b"], 2)
+    method = build_method("embedding_smote", "mlp", data, model_params={"width": 8},
+                          hparams={"by": by, "head_epochs": 3, "lr": 0.01}, seed=0)
+    train(method, data, epochs=2, batch_size=32, seed=0)  # finish() ran after the loop
+    features = {k: v.clone() for k, v in method.model.features.state_dict().items()}
+    head = {k: v.clone() for k, v in method.model.classifier.state_dict().items()}
+    with torch.no_grad():
+        emb = method.model.features(x).numpy()
+    strata = y.numpy() if by == "class" else y.numpy() * 2 + g.numpy()
+    x_ref, s_ref = SMOTE(k_neighbors=5, random_state=0).fit_resample(emb, strata)
+    x_res, y_res = method.resampled_
+    assert np.allclose(x_res, x_ref, atol=1e-6)
+    assert np.array_equal(y_res, s_ref if by == "class" else s_ref // 2)
+    assert len(set(np.bincount(s_ref).tolist())) == 1  # every stratum as large as the largest
+    # a second finish() refits only the head
+    method.finish(data, seed=1)
+    assert all(torch.equal(features[k], v) for k, v in
+               method.model.features.state_dict().items())
+    assert any(not torch.equal(head[k], v) for k, v in
+               method.model.classifier.state_dict().items())
 
 
 def _hand_mmd(a, b, kernel, length):

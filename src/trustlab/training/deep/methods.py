@@ -95,6 +95,10 @@ class Method(Configurable, nn.Module):
         repeats the rows a first model gets wrong). The trainer evaluates on ``data``."""
         return data
 
+    def finish(self, data, seed: int) -> None:
+        """Hook run once after the last epoch on the training rows ``data`` (embedding
+        SMOTE refits the classifier head there); the base does nothing."""
+
     def bind_data(self, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, seed: int) -> None:
         """Hook for methods that draw their own rows from the training set (MinDiff's
         separate stream); the trainer calls it once, after :meth:`prepare`."""
@@ -565,6 +569,71 @@ class JTT(Method):
         return data.subset(torch.cat([torch.arange(len(data)), extra]).numpy())
 
 
+class EmbeddingSMOTE(Method):
+    """SMOTE in embedding space (the "SMOTE only works on embeddings" of the interclass
+    bias study): train the network with ERM, embed the training rows with
+    ``model.features``, oversample every class (``by: class``) or every label x group cell
+    (``by: group``) to the size of the largest with imbalanced-learn's ``SMOTE``, and
+    refit the classifier head (one linear layer) on the balanced embeddings for
+    ``head_epochs`` (Adam, the method's ``lr``). The feature extractor is not changed.
+
+    After training: ``resampled_`` (the balanced embeddings and their labels) and
+    ``strata_counts_`` (rows per stratum before SMOTE)."""
+
+    name: ClassVar[str] = "embedding_smote"
+
+    class Params(Method.Params):
+        by: Literal["class", "group"] = Field("class", description="the strata SMOTE "
+                                                                   "balances: classes, or "
+                                                                   "label x group cells")
+        k_neighbors: int = Field(5, ge=1, description="SMOTE's neighbours (fewer when a "
+                                                      "stratum is smaller)")
+        head_epochs: int = Field(20, ge=1, description="epochs refitting the classifier "
+                                                       "head on the balanced embeddings")
+        head_batch_size: int = Field(128, ge=1, description="batch size of that refit")
+
+    def finish(self, data, seed):
+        import numpy as np
+        from imblearn.over_sampling import SMOTE
+
+        from torch.utils.data import DataLoader, TensorDataset
+
+        if not hasattr(self.model, "features") or not hasattr(self.model, "classifier"):
+            raise TrustlabError("embedding_smote needs a model with .features and "
+                                ".classifier (every trustlab network has them)")
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        with torch.no_grad():
+            emb = torch.cat([self.model.features(data.x[i:i + 1024].to(device)).flatten(1)
+                             .cpu() for i in range(0, len(data), 1024)]).numpy()
+        y = data.y.numpy()
+        strata = y if self.hparams["by"] == "class" else y * self.n_groups + data.g.numpy()
+        counts = np.bincount(strata)
+        self.strata_counts_ = {int(k): int(c) for k, c in enumerate(counts) if c > 0}
+        smallest = min(self.strata_counts_.values())
+        if len(self.strata_counts_) < 2 or smallest < 2:  # nothing SMOTE can interpolate
+            x_res, s_res = emb, strata
+        else:
+            k = min(int(self.k_neighbors), smallest - 1)
+            x_res, s_res = SMOTE(k_neighbors=k, random_state=int(seed)).fit_resample(
+                emb, strata)
+        y_res = s_res if self.hparams["by"] == "class" else s_res // self.n_groups
+        self.resampled_ = (x_res, y_res)
+        head = self.model.classifier
+        optimizer = torch.optim.Adam(head.parameters(), lr=self.hparams["lr"])
+        loader = DataLoader(TensorDataset(torch.as_tensor(x_res, dtype=torch.float32),
+                                          torch.as_tensor(y_res, dtype=torch.long)),
+                            batch_size=int(self.head_batch_size), shuffle=True,
+                            generator=torch.Generator().manual_seed(int(seed)))
+        head.train()
+        for _ in range(int(self.head_epochs)):
+            for xb, yb in loader:
+                optimizer.zero_grad(set_to_none=True)
+                F.cross_entropy(head(xb.to(device)), yb.to(device)).backward()
+                optimizer.step()
+        self.model.train()
+
+
 METHODS = Registry("methods", "training method", {
     "erm": "trustlab.training.deep.methods:ERM",
     "reweight": "trustlab.training.deep.methods:Reweight",
@@ -576,6 +645,7 @@ METHODS = Registry("methods", "training method", {
     "adversarial_training": "trustlab.training.deep.methods:AdversarialTraining",
     "dann": "trustlab.training.deep.methods:DANN",
     "jtt": "trustlab.training.deep.methods:JTT",
+    "embedding_smote": "trustlab.training.deep.methods:EmbeddingSMOTE",
 })
 
 

@@ -191,4 +191,5 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
                     break
     if best_state is not None:
         method.load_state_dict(best_state)
+    method.finish(fit_data, seed)  # e.g. embedding SMOTE's head refit
     return history
