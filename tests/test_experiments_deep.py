@@ -191,3 +191,57 @@ def test_every_network_and_method_parameter_rejects_a_bad_value(block, name, key
         build_experiment(raw, where="x.yaml")
     line = str(info.value)
     assert line.startswith(f"x.yaml: {block}.params.{key}: ") and "\n" not in line
+
+
+SEARCH = """
+name: search
+kind: deep
+dataset: {name: colored_mnist, group: group, subsample: 600}
+model: {name: mlp, params: {width: 32}}
+method: {name: group_dro, params: {weight_decay: 0.0}}
+training: {epochs: 2, batch_size: 64, val_fraction: 0.25}
+hparam_search: {n: 3, select_by: val_worst_group_accuracy, fixed: [weight_decay]}
+seeds: [0]
+"""
+
+
+def test_hparam_search_selects_on_validation_only(tmp_path):
+    """Random search as DomainBed does it: n candidates from the method's declared space
+    (written hyper-parameters fixed), the best validation score kept; same seed, same
+    candidates."""
+    path = tmp_path / "search.yaml"
+    path.write_text(textwrap.dedent(SEARCH))
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["run", str(path), "--out", str(out), "--workers", "1"]) == 0
+        (t,) = load_results(out).trials
+        log = json.loads((out / "trials" / t["trial_id"] / "hparam_search.json").read_text())
+        outs.append((t, log))
+    (t, log), (_, again) = outs
+    assert log["candidates"] == again["candidates"]  # same seed, same draws and scores
+    scores = [c["val_worst_group_accuracy"] for c in log["candidates"]]
+    assert len(scores) == 3 and log["score"] == max(scores)
+    best = log["candidates"][scores.index(max(scores))]["params"]
+    assert log["selected"] == best
+    assert set(best) == {"lr", "eta"}  # weight_decay is fixed, so it is not searched
+    m = t["metrics"]
+    assert m["hparam.lr"] == pytest.approx(best["lr"]) and m["hparam.eta"] == best["eta"]
+    assert 1e-4 <= best["lr"] <= 1e-2 and 1e-3 <= best["eta"] <= 1e-1
+    # a search without a validation split is refused before anything runs
+    with pytest.raises(TrustlabError, match="training.val_fraction: hparam_search selects"):
+        load_experiment(path, ["training.val_fraction=0.0"])
+    with pytest.raises(TrustlabError, match="hparam_search.fixed: 'momentum' is not searched"):
+        load_experiment(path, ["hparam_search.fixed=[momentum]"])
+
+
+def test_every_methods_search_space_names_its_parameters():
+    from trustlab.training.deep import METHODS
+    from trustlab.training.deep.search import distributions
+
+    for name, entry in METHODS.items():
+        if name in METHODS.runtime_entries():
+            continue
+        declared = {f.alias or n for n, f in entry.Params.model_fields.items()}
+        assert set(entry.search_space) <= declared, name
+        assert set(distributions(entry, {})) == set(entry.search_space)

@@ -6,9 +6,14 @@ it per group on the test split.
     model: {name: mlp, params: {width: 128}}
     method: {name: group_dro, params: {eta: 0.05, lr: 1e-3}}   # method + optimizer params
     training: {epochs: 5, batch_size: 128, sampler: shuffle}
+    hparam_search: {n: 8, select_by: val_worst_group_accuracy}    # optional
 
 ``model`` names a network (``trustlab list networks``), ``method`` a training method
 (``trustlab list methods``); ``training`` is :class:`~trustlab.training.deep.TrainingOptions`.
+With ``hparam_search`` each trial draws ``n`` candidates from the method's search space
+(except the names in ``hparam_search.fixed``, which keep their ``method.params`` value),
+trains each and keeps the best on the validation split; the selected values are the
+metrics ``hparam.<name>``.
 Metrics are the audit's flat names on the test split (``accuracy``, ``worst_group_accuracy``,
 ``group.<g>.accuracy``, ...), the same audit on the fitted training rows under ``train.``
 (``train.false_positive_rate_difference``...: MinDiff's "illusion of fairness" is a gap
@@ -29,6 +34,7 @@ from trustlab.experiments.kinds.common import (Choice, StrictConfig, Subsample,
                                                load_dataset_cached, subsample_rows)
 from trustlab.registry import ParamError
 from trustlab.training.deep.options import TrainingOptions
+from trustlab.training.deep.search import HparamSearch
 
 
 class NetworkChoice(Choice):
@@ -61,6 +67,9 @@ class DeepConfig(StrictConfig):
     model: NetworkChoice = Field(default_factory=NetworkChoice)
     method: MethodChoice = Field(default_factory=MethodChoice)
     training: TrainingOptions = Field(default_factory=TrainingOptions)
+    hparam_search: HparamSearch | None = Field(
+        None, description="random search over the method's hyper-parameters, selected on "
+                          "the validation split (null: train the given ones)")
 
 
 def check_training(cfg) -> None:
@@ -76,6 +85,16 @@ def validate(cfg: DeepConfig) -> None:
     from trustlab.training.deep import check_dataset
 
     check_training(cfg)
+    if cfg.hparam_search is not None:
+        if cfg.training.val_fraction <= 0:
+            raise ParamError("training.val_fraction", "hparam_search selects on a "
+                                                      "validation split: set val_fraction > 0")
+        space = cfg.method.entry.search_space
+        unknown = [k for k in cfg.hparam_search.fixed if k not in space]
+        if unknown:
+            raise ParamError("hparam_search.fixed", f"{unknown[0]!r} is not searched for "
+                                                    f"{cfg.method.name}; its search space: "
+                                                    f"{', '.join(space)}")
     d = cfg.dataset
     try:
         check_dataset(d.name, d.options, d.group)
@@ -103,14 +122,34 @@ def run(cfg: DeepConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     ds = numeric_features(ds, group, keep_group=d.use_group_as_feature)
     if d.subsample is not None:  # encoded on all training rows, then trained on a part
         ds = ds.with_split(subsample_rows(ds.train_idx, d.subsample, seed), ds.test_idx)
-    trained = train_and_predict(ds, group, cfg, seed)
+    searched = {}
+    if cfg.hparam_search is not None:
+        from trustlab.training.deep.search import search_network
+
+        result = search_network(ds, group, cfg.hparam_search, network=cfg.model.name,
+                                network_params=cfg.model.params, method=cfg.method.name,
+                                method_params=cfg.method.params, options=cfg.training,
+                                seed=seed)
+        trained = result.trained
+        searched = {"hparam_search.score": result.score,
+                    **{f"hparam.{k}": float(v) for k, v in result.selected.items()}}
+    else:
+        trained = train_and_predict(ds, group, cfg, seed)
     groups_test = ds.groups_test[group]
     metrics = audit(trained.y_test, trained.y_pred, groups_test.astype(str)).flat_metrics()
     groups_fit = ds.groups[group].to_numpy()[trained.train_rows].astype(str)
     fit_audit = audit(trained.y_train, trained.y_pred_train, groups_fit).flat_metrics()
     metrics.update({f"train.{k}": v for k, v in fit_audit.items()})
     metrics.update(trained.metrics())
-    return TrialOutput(metrics=metrics, artifacts=trained.artifacts(groups_test, groups_fit))
+    metrics.update(searched)
+    artifacts = trained.artifacts(groups_test, groups_fit)
+    if cfg.hparam_search is not None:
+        import json
+
+        artifacts["hparam_search.json"] = json.dumps(
+            {"selected": result.selected, "score": result.score,
+             "candidates": result.candidates}).encode()
+    return TrialOutput(metrics=metrics, artifacts=artifacts)
 
 
 KIND = TrialKind(

@@ -29,6 +29,7 @@ _EXPORTS = {
     "options": ["SAMPLERS", "EarlyStopping", "LoopOptions", "TrainingOptions"],
     "pipeline": ["Trained", "check_dataset", "numeric_features", "split_validation",
                  "train_network"],
+    "search": ["HparamSearch", "search_network"],
     "trainer": ["History", "build_method", "evaluate", "predict", "predict_logits",
                 "resolve_device", "train"],
 }

@@ -37,6 +37,12 @@ class Method(Configurable, nn.Module):
     """
 
     name: ClassVar[str] = "base"
+    # Random-search distributions of the hyper-parameters (DomainBed / SubpopBench style),
+    # as (kind, low, high) with kind "log" (log-uniform), "uniform", "int" or
+    # ("choice", values); a subclass adds its own to the optimizer's. Read by
+    # trustlab.training.deep.search.
+    search_space: ClassVar[dict[str, tuple]] = {"lr": ("log", 1e-4, 1e-2),
+                                                "weight_decay": ("log", 1e-6, 1e-2)}
 
     class Params(registry.Params):
         """The optimizer's parameters, shared by every method."""
@@ -163,6 +169,7 @@ class GroupDRO(Method):
     batch, then renormalised."""
 
     name: ClassVar[str] = "group_dro"
+    search_space = {**Method.search_space, "eta": ("log", 1e-3, 1e-1)}
 
     class Params(Method.Params):
         eta: float = Field(0.01, ge=0.0, description="step size of the group weights q")
@@ -203,6 +210,7 @@ class SpectralDecoupling(Method):
     CelebA)."""
 
     name: ClassVar[str] = "spectral_decoupling"
+    search_space = {**Method.search_space, "lambda": ("log", 1e-3, 10.0)}
 
     class Params(Method.Params):
         lambda_: float = Field(0.1, alias="lambda", ge=0.0, description="weight of the "
@@ -269,6 +277,7 @@ class MinDiff(Method):
     (zero penalty when a group is absent from it)."""
 
     name: ClassVar[str] = "mindiff"
+    search_space = {**Method.search_space, "weight": ("log", 0.1, 10.0)}
 
     class Params(Method.Params):
         weight: float = Field(1.0, ge=0.0, description="weight of the MMD penalty")
@@ -366,6 +375,7 @@ class Flooding(Method):
     method's objective (MinDiff's included)."""
 
     name: ClassVar[str] = "flooding"
+    search_space = {**Method.search_space, "b": ("uniform", 0.0, 0.5)}
 
     class Params(Method.Params):
         b: float = Field(0.05, ge=0.0, description="flood level")
@@ -388,6 +398,7 @@ class HardExampleMining(Method):
     B = ceil(keep_fraction * N) samples with the highest loss."""
 
     name: ClassVar[str] = "hard_example_mining"
+    search_space = {**Method.search_space, "keep_fraction": ("uniform", 0.1, 0.9)}
 
     class Params(Method.Params):
         keep_fraction: float = Field(0.5, gt=0.0, le=1.0,
@@ -438,6 +449,7 @@ class AdversarialTraining(Method):
     current model (``w = adversarial_weight``; 1 is Madry's)."""
 
     name: ClassVar[str] = "adversarial_training"
+    search_space = {**Method.search_space, "epsilon": ("uniform", 0.01, 0.3)}
 
     class Params(Method.Params):
         attack: Literal["fgsm", "pgd"] = Field("fgsm", description="how examples are built")
@@ -497,6 +509,7 @@ class DANN(Method):
     Loss = CE(label) + CE(group); the reversal scales the features' share by ``lambda``."""
 
     name: ClassVar[str] = "dann"
+    search_space = {**Method.search_space, "lambda": ("log", 0.01, 10.0)}
 
     class Params(Method.Params):
         lambda_: float = Field(1.0, alias="lambda",
@@ -532,6 +545,8 @@ class JTT(Method):
     indices of the error set in the training split)."""
 
     name: ClassVar[str] = "jtt"
+    search_space = {**Method.search_space, "id_epochs": ("int", 1, 3),
+                    "upweight": ("choice", [5, 20, 50, 100])}
 
     class Params(Method.Params):
         id_epochs: int = Field(1, ge=1, description="epochs of the first (ERM) model, T")
@@ -581,6 +596,7 @@ class EmbeddingSMOTE(Method):
     ``strata_counts_`` (rows per stratum before SMOTE)."""
 
     name: ClassVar[str] = "embedding_smote"
+    search_space = {**Method.search_space, "k_neighbors": ("int", 1, 10)}
 
     class Params(Method.Params):
         by: Literal["class", "group"] = Field("class", description="the strata SMOTE "
