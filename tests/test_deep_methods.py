@@ -58,7 +58,8 @@ def _batch(n=12, n_features=4, n_classes=3, seed=0):
 def test_registry_and_parameter_declarations():
     assert set(METHODS) == {
         "erm", "reweight", "group_dro", "spectral_decoupling", "mindiff", "flooding",
-        "hard_example_mining", "adversarial_training", "dann", "jtt", "embedding_smote"}
+        "hard_example_mining", "adversarial_training", "dann", "jtt", "embedding_smote",
+        "occam"}
     net = make_model("mlp", (4,), 2)
     with pytest.raises(ParamError, match="etta: unknown parameter; parameters: adjustment, "
                                          "eta, lr"):
@@ -86,7 +87,9 @@ def test_registry_and_parameter_declarations():
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_trains_an_epoch_on_digits(name, digits):
     tr, te = digits
-    method = build_method(name, "mlp", tr, model_params={"width": 32, "depth": 1},
+    network, params = (("occam_cnn", {"width": 8}) if name == "occam"  # needs its exits
+                       else ("mlp", {"width": 32, "depth": 1}))
+    method = build_method(name, network, tr, model_params=params,
                           hparams={"lr": 0.01}, seed=0, device="cpu")
     history = train(method, tr, te, epochs=1, batch_size=32, seed=0)
     rec = history.last

@@ -66,7 +66,7 @@ def test_bad_model_input_is_a_trustlab_error():
 
 
 def test_networks_declare_their_parameters():
-    assert list(NETWORKS) == ["mlp", "small_cnn", "badnets_cnn", "densenet_bc"]
+    assert list(NETWORKS) == ["mlp", "small_cnn", "badnets_cnn", "densenet_bc", "occam_cnn"]
     assert NETWORKS.resolve("densenet_bc", {"depth": 40}) == {
         "depth": 40, "growth_rate": 12, "compression": 0.5}
     model = make_model("mlp", (4,), 2, width=8)

@@ -662,6 +662,7 @@ METHODS = Registry("methods", "training method", {
     "dann": "trustlab.training.deep.methods:DANN",
     "jtt": "trustlab.training.deep.methods:JTT",
     "embedding_smote": "trustlab.training.deep.methods:EmbeddingSMOTE",
+    "occam": "trustlab.training.deep.occam:OccamNets",
 })
 
 

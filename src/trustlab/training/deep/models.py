@@ -229,6 +229,7 @@ NETWORKS = Registry("networks", "network", {
     "small_cnn": "trustlab.training.deep.models:SmallCNN",
     "badnets_cnn": "trustlab.training.deep.models:BadNetsCNN",
     "densenet_bc": "trustlab.training.deep.models:DenseNetBC",
+    "occam_cnn": "trustlab.training.deep.occam:OccamCNN",
 })
 
 
