@@ -363,3 +363,21 @@ def test_fgsm_has_linf_norm_epsilon_and_increases_the_loss():
                         generator=torch.Generator().manual_seed(0))
     assert float((x_pgd - x).abs().max()) <= 0.1 + 1e-6
     assert F.cross_entropy(model(x_pgd), y).item() > F.cross_entropy(model(x), y).item()
+
+
+def test_a_post_training_step_is_what_the_validation_score_sees(digits):
+    """Model selection must score the model that is returned: after embedding SMOTE's head
+    refit, not the last epoch before it."""
+    from trustlab.training.deep import evaluate
+    from trustlab.training.deep.search import validation_score
+
+    tr, te = digits
+    method = build_method("embedding_smote", "mlp", tr, model_params={"width": 16},
+                          hparams={"head_epochs": 2}, seed=0)
+    history = train(method, tr, te, epochs=1, batch_size=64, seed=0)
+    final = evaluate(method, te)
+    assert history.after_finish["val_accuracy"] == final["accuracy"]
+    assert validation_score(history, "val_worst_group_accuracy") == \
+        final["worst_group_accuracy"]
+    erm = build_method("erm", "mlp", tr, model_params={"width": 16}, seed=0)
+    assert train(erm, tr, te, epochs=1, batch_size=64, seed=0).after_finish == {}

@@ -62,8 +62,11 @@ def distributions(method_cls, fixed) -> dict[str, Any]:
 
 
 def validation_score(history, metric: str) -> float:
-    """``metric`` of the epoch whose weights the model ends with: the restored best epoch
-    under early stopping, else the last."""
+    """``metric`` of the model the training returns: measured after the method's
+    post-training step when it has one (embedding SMOTE), else the restored best epoch
+    under early stopping, else the last epoch."""
+    if metric in history.after_finish:
+        return float(history.after_finish[metric])
     epochs = history.epochs
     record = epochs[history.best_epoch - 1] if history.best_epoch else epochs[-1]
     return float(record.get(metric, float("nan")))

@@ -59,6 +59,9 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    # val_* of the final model when the method changed it after the last epoch
+    # (embedding SMOTE's head refit); empty otherwise
+    after_finish: dict[str, float] = field(default_factory=dict)
 
     def to_frame(self):
         import pandas as pd
@@ -192,4 +195,6 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
     if best_state is not None:
         method.load_state_dict(best_state)
     method.finish(fit_data, seed)  # e.g. embedding SMOTE's head refit
+    if type(method).finish is not Method.finish and val_data is not None:
+        history.after_finish = {f"val_{k}": v for k, v in evaluate(method, val_data).items()}
     return history
