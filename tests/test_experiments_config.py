@@ -73,6 +73,7 @@ def test_set_overrides_hydra_style(tmp_path):
     (BASE.replace("model: {name: logistic_regression}",
                   "model: {name: logistic_regression, nme: x}"), [], "unknown key 'model.nme'"),
     (BASE.replace("seeds: [0, 1, 2]", "seeds: zero"), [], "seeds"),
+    (BASE.replace("seeds: [0, 1, 2]", "seeds: [true]"), [], "seeds: must be integers (got a boolean)"),
     (BASE.replace("dataset: {name: adult,", "dataset: {subsample: lots, name: adult,"), [],
      "dataset.subsample"),
     (BASE.replace("[logistic_regression, xgboost]", "[logistic_regression, nope]"), [],

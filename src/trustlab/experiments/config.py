@@ -76,6 +76,14 @@ class EngineConfig(StrictModel):
                              "output directory)")
         return v
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_are_not_booleans(cls, v: Any) -> Any:
+        # pydantic's lax mode reads `true` as 1; a boolean is a typo, not a seed
+        if isinstance(v, list) and any(isinstance(s, bool) for s in v):
+            raise ValueError("must be integers (got a boolean)")
+        return v
+
     @field_validator("seeds")
     @classmethod
     def _seeds_nonempty_unique(cls, v: list[int]) -> list[int]:
