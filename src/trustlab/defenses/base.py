@@ -103,17 +103,14 @@ def finetune(model, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float,
     The repairs' fine-tuning is the toolkit's one training loop."""
     import torch
 
-    from trustlab.training.deep import SplitTensors, make_method, train
+    from trustlab.training.deep import SplitTensors, fit_erm
 
     data = SplitTensors(x=torch.as_tensor(np.asarray(x, dtype=np.float32)),
                         y=torch.as_tensor(np.asarray(y), dtype=torch.long),
                         g=torch.zeros(len(y), dtype=torch.long), group_names=["all"],
                         n_classes=int(n_classes))
-    torch.manual_seed(seed)
-    method = make_method("erm", model, int(n_classes), 1, {"lr": float(lr)})
-    train(method, data, epochs=int(epochs), batch_size=int(batch_size), seed=seed,
-          device=device, eval_train=False)
-    return method.model
+    return fit_erm(model, data, epochs=epochs, batch_size=batch_size, seed=seed,
+                   hparams={"lr": float(lr)}, device=device).model
 
 
 __all__ = ["Defense", "DefenseOutcome", "NoDefense", "apply_defense", "finetune",

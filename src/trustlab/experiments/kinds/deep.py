@@ -86,15 +86,7 @@ def validate(cfg: DeepConfig) -> None:
 
     check_training(cfg)
     if cfg.hparam_search is not None:
-        if cfg.training.val_fraction <= 0:
-            raise ParamError("training.val_fraction", "hparam_search selects on a "
-                                                      "validation split: set val_fraction > 0")
-        space = cfg.method.entry.search_space
-        unknown = [k for k in cfg.hparam_search.fixed if k not in space]
-        if unknown:
-            raise ParamError("hparam_search.fixed", f"{unknown[0]!r} is not searched for "
-                                                    f"{cfg.method.name}; its search space: "
-                                                    f"{', '.join(space)}")
+        cfg.hparam_search.check(cfg.method.name, cfg.training.val_fraction)
     d = cfg.dataset
     try:
         check_dataset(d.name, d.options, d.group)

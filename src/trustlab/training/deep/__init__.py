@@ -30,7 +30,7 @@ _EXPORTS = {
     "pipeline": ["Trained", "check_dataset", "numeric_features", "split_validation",
                  "train_network"],
     "search": ["HparamSearch", "search_network"],
-    "trainer": ["History", "build_method", "evaluate", "predict", "predict_logits",
+    "trainer": ["History", "build_method", "evaluate", "fit_erm", "predict", "predict_logits",
                 "resolve_device", "train"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

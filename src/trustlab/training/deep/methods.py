@@ -556,29 +556,15 @@ class JTT(Method):
     def training_set(self, data, seed, batch_size):
         import copy
 
-        from torch.utils.data import DataLoader, TensorDataset
+        from trustlab.training.deep.trainer import fit_erm, predict
 
-        device = next(self.model.parameters()).device
-        ident = copy.deepcopy(self.model)  # the same initial weights as the final model
         hp = self.hparams
-        optimizer = (torch.optim.SGD(ident.parameters(), lr=hp["lr"], momentum=hp["momentum"],
-                                     weight_decay=hp["weight_decay"])
-                     if hp["optimizer"] == "sgd" else
-                     torch.optim.Adam(ident.parameters(), lr=hp["lr"],
-                                      weight_decay=hp["weight_decay"]))
-        loader = DataLoader(TensorDataset(data.x, data.y), batch_size=batch_size,
-                            shuffle=True, generator=torch.Generator().manual_seed(int(seed)))
-        ident.train()
-        for _ in range(int(self.id_epochs)):
-            for xb, yb in loader:
-                optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(ident(xb.to(device)), yb.to(device)).backward()
-                optimizer.step()
-        ident.eval()
-        with torch.no_grad():
-            pred = torch.cat([ident(data.x[i:i + 1024].to(device)).argmax(1).cpu()
-                              for i in range(0, len(data), 1024)])
-        self.identification_model_ = ident
+        first = fit_erm(copy.deepcopy(self.model),  # the final model's initial weights
+                        data, epochs=self.id_epochs, batch_size=batch_size, seed=seed,
+                        hparams={k: hp[k] for k in Method.Params.model_fields},
+                        device=next(self.model.parameters()).device)
+        pred = torch.as_tensor(predict(first, data.x))
+        self.identification_model_ = first.model.eval()
         self.error_rows_ = torch.nonzero(pred != data.y).flatten()
         extra = self.error_rows_.repeat(int(self.upweight) - 1)
         return data.subset(torch.cat([torch.arange(len(data)), extra]).numpy())
@@ -612,7 +598,8 @@ class EmbeddingSMOTE(Method):
         import numpy as np
         from imblearn.over_sampling import SMOTE
 
-        from torch.utils.data import DataLoader, TensorDataset
+        from trustlab.training.deep.data import SplitTensors
+        from trustlab.training.deep.trainer import fit_erm
 
         if not hasattr(self.model, "features") or not hasattr(self.model, "classifier"):
             raise TrustlabError("embedding_smote needs a model with .features and "
@@ -635,18 +622,13 @@ class EmbeddingSMOTE(Method):
                 emb, strata)
         y_res = s_res if self.hparams["by"] == "class" else s_res // self.n_groups
         self.resampled_ = (x_res, y_res)
-        head = self.model.classifier
-        optimizer = torch.optim.Adam(head.parameters(), lr=self.hparams["lr"])
-        loader = DataLoader(TensorDataset(torch.as_tensor(x_res, dtype=torch.float32),
-                                          torch.as_tensor(y_res, dtype=torch.long)),
-                            batch_size=int(self.head_batch_size), shuffle=True,
-                            generator=torch.Generator().manual_seed(int(seed)))
-        head.train()
-        for _ in range(int(self.head_epochs)):
-            for xb, yb in loader:
-                optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(head(xb.to(device)), yb.to(device)).backward()
-                optimizer.step()
+        embedded = SplitTensors(torch.as_tensor(x_res, dtype=torch.float32),
+                                torch.as_tensor(y_res, dtype=torch.long),
+                                torch.zeros(len(y_res), dtype=torch.long), ["all"],
+                                self.n_classes)
+        fit_erm(self.model.classifier, embedded, epochs=self.head_epochs,
+                batch_size=self.head_batch_size, seed=seed,
+                hparams={"lr": self.hparams["lr"]}, device=device)
         self.model.train()
 
 

@@ -17,13 +17,15 @@ those listed in ``fixed`` (they keep their ``method.params`` value).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import typing
 from typing import Any, Literal
 
 from pydantic import Field
 
 from trustlab.registry import ParamError, Params
 
-SELECT_BY = ("val_worst_group_accuracy", "val_accuracy")
+SelectBy = Literal["val_worst_group_accuracy", "val_accuracy"]
+SELECT_BY: tuple[str, ...] = typing.get_args(SelectBy)  # the validation metrics that select
 
 
 class HparamSearch(Params):
@@ -31,11 +33,27 @@ class HparamSearch(Params):
     metric (higher is better) that picks one."""
 
     n: int = Field(8, ge=1, description="random candidates per trial")
-    select_by: Literal["val_worst_group_accuracy", "val_accuracy"] = Field(
+    select_by: SelectBy = Field(
         "val_worst_group_accuracy", description="validation metric that selects (never test)")
     fixed: list[str] = Field(default_factory=list,
                              description="hyper-parameters not searched: they keep their "
                                          "method.params value")
+
+
+    def check(self, method: str, val_fraction: float) -> None:
+        """A validation split to select on, and ``fixed`` names in ``method``'s search
+        space: a :class:`~trustlab.registry.ParamError` otherwise (before anything runs)."""
+        from trustlab.training.deep.methods import METHODS
+
+        if val_fraction <= 0:
+            raise ParamError("training.val_fraction", "hparam_search selects on a "
+                                                      "validation split: set val_fraction > 0")
+        space = METHODS.get(method).search_space
+        unknown = [k for k in self.fixed if k not in space]
+        if unknown:
+            raise ParamError("hparam_search.fixed", f"{unknown[0]!r} is not searched for "
+                                                    f"{method}; its search space: "
+                                                    f"{', '.join(space)}")
 
 
 def distributions(method_cls, fixed) -> dict[str, Any]:
@@ -94,17 +112,9 @@ def search_network(ds, group: str, search: HparamSearch, *, network: str,
     from trustlab.training.deep.methods import METHODS
     from trustlab.training.deep.pipeline import train_network
 
-    if options.val_fraction <= 0:
-        raise ParamError("training.val_fraction", "hparam_search selects on a validation "
-                                                  "split: set val_fraction > 0")
+    search.check(method, options.val_fraction)
     params_given = dict(method_params or {})
-    entry = METHODS.get(method)
-    unknown = [k for k in search.fixed if k not in entry.search_space]
-    if unknown:
-        raise ParamError("hparam_search.fixed", f"{unknown[0]!r} is not searched for "
-                                                f"{method}; its search space: "
-                                                f"{', '.join(entry.search_space)}")
-    space = distributions(entry, set(search.fixed))
+    space = distributions(METHODS.get(method), set(search.fixed))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=int(seed)))

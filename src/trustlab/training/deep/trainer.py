@@ -198,3 +198,17 @@ def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | Non
     if type(method).finish is not Method.finish and val_data is not None:
         history.after_finish = {f"val_{k}": v for k, v in evaluate(method, val_data).items()}
     return history
+
+
+def fit_erm(model: torch.nn.Module, data: SplitTensors, *, epochs: int, batch_size: int,
+            seed: int, hparams: dict[str, Any] | None = None,
+            device: str | torch.device | None = None) -> Method:
+    """Train ``model`` in place with plain ERM on ``data`` through the one loop (no
+    per-epoch evaluation) and return the ERM method wrapping it. ``hparams`` are the
+    optimizer's (``lr``, ``optimizer``, ``weight_decay``, ``momentum``). What the repairs'
+    fine-tuning, JTT's first model and embedding SMOTE's head refit share."""
+    torch.manual_seed(seed)
+    method = make_method("erm", model, data.n_classes, data.n_groups, hparams)
+    train(method, data, epochs=int(epochs), batch_size=int(batch_size), seed=seed,
+          device=device, eval_train=False)
+    return method
