@@ -111,11 +111,16 @@ def evaluate(method: Method, data: SplitTensors, batch_size: int = 1024) -> dict
     pred = logits.argmax(1).numpy()
     y, g = data.y.numpy(), data.g.numpy()
     per_group = group_accuracies(y, pred, g, data.n_groups)
-    log_loss = torch.nn.functional.cross_entropy(logits.double(), data.y).item() \
-        if len(y) else float("nan")
     return {"accuracy": float((pred == y).mean()),
             "worst_group_accuracy": float(np.nanmin(per_group)),
-            "log_loss": float(log_loss)}
+            "log_loss": mean_log_loss(logits, data.y)}
+
+
+def mean_log_loss(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean cross-entropy of ``logits`` (in float64) against ``y``; NaN with no rows."""
+    if not len(y):
+        return float("nan")
+    return float(torch.nn.functional.cross_entropy(logits.double(), y).item())
 
 
 def train(method: Method, train_data: SplitTensors, val_data: SplitTensors | None = None, *,
