@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trustlab.errors import TrustlabError
-from trustlab.training.deep import build_method, make_model, split_tensors, train
+from trustlab.training.deep import build_method, split_tensors, train
 from trustlab.training.deep.occam import OccamCNN, balanced_gate_loss, cam_suppression
 
 
@@ -44,7 +44,6 @@ def test_gate_loss_balances_exits_and_continues():
 
 
 def test_exit_weights_and_early_exit_by_gates():
-    model = make_model("occam_cnn", (1, 8, 8), 3, width=4, blocks=3)
     method = build_method("occam", "occam_cnn", _tiny(), model_params={"width": 4}, seed=0)
     y = torch.tensor([0, 1])
     outs = [{"logits": torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]]),
@@ -60,7 +59,6 @@ def test_exit_weights_and_early_exit_by_gates():
     logits, chosen = OccamCNN.early_exit(outs)
     assert chosen.tolist() == [1, 2]
     assert torch.equal(logits, torch.stack([outs[1]["logits"][0], outs[2]["logits"][1]]))
-    del model
 
 
 def _tiny():

@@ -297,12 +297,11 @@ def build_experiment(raw: Any, *, where: str = "experiment", source_text: str = 
     grid_raw = engine_raw.get("grid")
     if isinstance(grid_raw, list) and not grid_raw:
         raise TrustlabError(f"{where}: grid: empty list (nothing to sweep)")
-    for sub in grid_raw if isinstance(grid_raw, list) else [grid_raw]:
-        if not isinstance(sub, dict):
-            if grid_raw is not None:
-                raise TrustlabError(f"{where}: grid: must be a mapping of dotted keys to "
-                                    "lists, or a list of such mappings")
-            continue
+    try:
+        subs = _subgrids({"grid": grid_raw}) if grid_raw is not None else []
+    except TrustlabError as exc:
+        raise TrustlabError(f"{where}: {exc}") from None
+    for sub in subs:
         for key, values in sub.items():
             if not isinstance(values, list):
                 raise TrustlabError(f"{where}: grid.{key}: must be a list of values")

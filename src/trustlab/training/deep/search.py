@@ -39,7 +39,6 @@ class HparamSearch(Params):
                              description="hyper-parameters not searched: they keep their "
                                          "method.params value")
 
-
     def check(self, method: str, val_fraction: float) -> None:
         """A validation split to select on, and ``fixed`` names in ``method``'s search
         space: a :class:`~trustlab.registry.ParamError` otherwise (before anything runs)."""
