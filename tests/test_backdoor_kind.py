@@ -79,6 +79,14 @@ def test_tiny_backdoor_sweep_and_report(tmp_path):
     assert "reversed triggers" in page and "L1 norms" in page
     assert "attack_success_rate (after)" in page
 
+    # a damaged artifact leaves its figures out and is named; the report is still written
+    npz = out / "trials" / trials["neural_cleanse"]["trial_id"] / "nc_triggers.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Backdoor: detection and repair" in page and "could not be read" in page
+    assert f"trials/{trials['neural_cleanse']['trial_id']}/nc_triggers.npz" in page
+
 
 @pytest.mark.parametrize("override, needle", [
     ("defense.name=spectral", "unknown defense 'spectral'"),

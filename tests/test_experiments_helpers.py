@@ -33,7 +33,9 @@ def value(cfg, seed, ctx):
     """Metrics from numpy's *global* RNG (checks the engine seeded it) and ``params.a``.
 
     ``params.sleep`` sleeps, ``params.fail_when_a`` raises, ``params.crash_when_a`` kills
-    the worker process; each execution appends the trial id to ``$TRUSTLAB_TEST_TRIAL_LOG``.
+    the worker process; ``params.artifact`` (a byte count) returns an artifact
+    ``blob.bin`` of that many bytes; each execution appends the trial id to
+    ``$TRUSTLAB_TEST_TRIAL_LOG``.
     """
     p = cfg.params
     log = os.environ.get(LOG_ENV)
@@ -48,9 +50,14 @@ def value(cfg, seed, ctx):
     if "crash_when_a" in p and a == float(p["crash_when_a"]):
         os._exit(3)  # like a segfault or the OOM killer: no exception, the process is gone
     draw = float(np.random.rand())
-    return {"accuracy": 0.5 + 0.1 * a + 0.01 * draw,
-            "demographic_parity_difference": 0.05 * a + 0.001 * draw,
-            "draw": draw}
+    metrics = {"accuracy": 0.5 + 0.1 * a + 0.01 * draw,
+               "demographic_parity_difference": 0.05 * a + 0.001 * draw,
+               "draw": draw}
+    if p.get("artifact"):
+        from trustlab.experiments.kinds import TrialOutput
+
+        return TrialOutput(metrics=metrics, artifacts={"blob.bin": b"x" * int(p["artifact"])})
+    return metrics
 
 
 from trustlab.experiments.kinds import GenericConfig, TrialKind, get_kind, register_kind  # noqa: E402

@@ -38,13 +38,18 @@ def datasets_command(
         table.add_column(col, overflow="fold")
     missing = []
     for r in rows:
-        source = _short(r["source"]) if r["available"] else "see below"
+        source = _short(r["source"]) if r["status"] != "no" else "see below"
         table.add_row(r["name"], r["kind"], f"{r['rows']:,}" if r["rows"] else "-",
-                      ", ".join(r["groups"]), "yes" if r["available"] else "[red]no[/red]",
-                      source)
+                      ", ".join(r["groups"]),
+                      "yes" if r["available"] else f"[red]{r['status']}[/red]", source)
         if not r["available"]:
             missing.append(r)
     console = Console()
     console.print(table)
     for r in missing:
-        console.print(f"[bold]{r['name']}[/bold]: {r['source']}", soft_wrap=True)
+        if r["status"] != "no":  # present but its bytes are not the published ones
+            problem = r["status"].removeprefix("present, ")
+            console.print(f"[bold]{r['name']}[/bold]: present in {r['source']}, {problem}: "
+                          "not the published files; delete them to re-fetch", soft_wrap=True)
+        else:
+            console.print(f"[bold]{r['name']}[/bold]: {r['source']}", soft_wrap=True)

@@ -71,14 +71,27 @@ def run_cmd(
 def results_cmd(
     directory: Path = typer.Argument(..., help="An experiment's output directory."),
     format: str = typer.Option("table", "--format", help="table, csv or json."),
+    all_trials: bool = typer.Option(False, "--all", help="Include trials of earlier "
+                                    "configurations (e.g. failures since fixed)."),
+    salvage_to: Optional[Path] = typer.Option(
+        None, "--salvage", metavar="NEW_DIR", help="Copy the readable trials of a damaged "
+        "store into a new store in NEW_DIR."),
 ) -> None:
     """Show the results of an experiment (per trial for csv/json, per grid point as a table)."""
-    from trustlab.experiments.results import (FORMATS, load_results, summary_table,
-                                              table_console, to_csv, to_json)
+    from trustlab.experiments.results import (FORMATS, hidden_line, load_results,
+                                              summary_table, table_console, to_csv, to_json)
 
     if format not in FORMATS:
         raise TrustlabError(f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}")
-    results = load_results(directory)
+    if salvage_to is not None:
+        from trustlab.experiments.store import salvage
+
+        print(salvage(directory, salvage_to).line(directory))
+        return
+    results = load_results(directory, all_trials=all_trials)
+    note = hidden_line(results)
+    if note:
+        print(f"trustlab: {note}", file=sys.stderr)
     if format == "json":
         print(to_json(results))
     elif format == "csv":
@@ -99,11 +112,13 @@ def report_cmd(
     directory: Path = typer.Argument(..., help="An experiment's output directory."),
     x_metric: Optional[str] = typer.Option(None, "--x-metric",
                                            help="Disparity metric on the scatter's x axis."),
+    all_trials: bool = typer.Option(False, "--all", help="Include trials of earlier "
+                                    "configurations (e.g. failures since fixed)."),
 ) -> None:
     """Write DIR/report.html (plots embedded; opens offline)."""
     from trustlab.report import write_report
 
-    print(write_report(directory, x_metric=x_metric))
+    print(write_report(directory, x_metric=x_metric, all_trials=all_trials))
 
 
 @app.command("demo")

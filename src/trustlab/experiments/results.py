@@ -24,6 +24,9 @@ class Results:
     meta: dict[str, Any]
     runs: list[dict[str, Any]]
     trials: list[dict[str, Any]]
+    # Rows of trials the experiment no longer plans (an earlier config, e.g. a failed trial
+    # whose config was fixed since), left out unless load_results(all_trials=True).
+    hidden: int = 0
 
     @property
     def name(self) -> str:
@@ -132,12 +135,29 @@ def _hashable(v: Any) -> Any:
     return v
 
 
-def load_results(directory: str | Path) -> Results:
+def load_results(directory: str | Path, *, all_trials: bool = False) -> Results:
+    """The store in ``directory``: the trials of the experiment as it was last run (its
+    plan), or with ``all_trials`` every row it holds, earlier configurations included."""
     directory = Path(directory)
     if not directory.is_dir():
         raise TrustlabError(f"results directory not found: {directory}")
     with Store(directory) as store:
-        return Results(directory, store.meta(), store.runs(), store.trials())
+        meta, runs, trials = store.meta(), store.runs(), store.trials()
+    plan = meta.get("plan")
+    hidden = 0
+    if plan and not all_trials:
+        current = set(plan)
+        kept = [t for t in trials if t["trial_id"] in current]
+        hidden, trials = len(trials) - len(kept), kept
+    return Results(directory, meta, runs, trials, hidden)
+
+
+def hidden_line(results: Results) -> str | None:
+    """What the default view leaves out, or None."""
+    if not results.hidden:
+        return None
+    return (f"{results.hidden} trial(s) of earlier configurations of this experiment are "
+            "not shown (--all shows them)")
 
 
 def fmt_mean_std(mean: float, std: float) -> str:

@@ -93,6 +93,7 @@ def _make_out_dir(out_dir: Path) -> Path:
 def _run(exp: Experiment, store: Store, ex, *, executor: str, workers: int, progress: bool,
          console) -> RunSummary:
     out_dir = store.directory
+    _remove_stale_temporaries(out_dir)
     done = store.ok_ids()
     todo = [t for t in exp.trials if t.trial_id not in done]
     summary = RunSummary(out_dir, len(exp.trials), len(exp.trials) - len(todo))
@@ -132,15 +133,31 @@ def _run(exp: Experiment, store: Store, ex, *, executor: str, workers: int, prog
 
 
 def _write_artifacts(out_dir: Path, result: TrialResult) -> None:
+    """Each artifact through a temporary file renamed into place. A failure (a full disk)
+    removes the temporary file and stops the run with one line; the trial's row is not
+    written yet, so the trial is not counted as done and the next run redoes it."""
     if not result.artifacts:
         return
     d = out_dir / "trials" / result.trial_id
-    d.mkdir(parents=True, exist_ok=True)
     for name, data in result.artifacts.items():
         safe = Path(name).name  # a kind cannot write outside its trial directory
         tmp = d / f".{safe}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(d / safe)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            tmp.replace(d / safe)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise TrustlabError(
+                f"cannot write artifact {safe} of trial {result.trial_id} in {d}: "
+                f"{exc.strerror or exc}; the trial is not counted as done: fix this and "
+                "run again to resume") from None
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Temporary artifact files left by a run that was killed or ran out of space."""
+    for tmp in (out_dir / "trials").glob("*/.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def _flat_items(key: str, value):

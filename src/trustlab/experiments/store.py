@@ -8,13 +8,15 @@ and resolved plan are stored too, so ``trustlab results/report DIR`` need nothin
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from trustlab.errors import TrustlabError
 
@@ -81,6 +83,38 @@ def _finite(obj: Any) -> Any:
 
 
 TABLES = {"experiment", "runs", "trials"}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> TrustlabError:
+    """One line for a SQLite failure on ``path``, by its cause (damage, a full disk, an
+    I/O error, a lock held too long)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(exc):
+        return TrustlabError(
+            f"{path} is damaged ({exc}); copy its readable trials to a new store with "
+            f"`trustlab results {path.parent} --salvage NEW_DIR`")
+    if name == "SQLITE_FULL":
+        return TrustlabError(f"no space left on the device to write {path}; the trial being "
+                             "written is not counted as done: free space and run again to "
+                             "resume")
+    if name.startswith("SQLITE_IOERR"):
+        return TrustlabError(f"cannot read or write {path}: disk I/O error ({exc})")
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return TrustlabError(f"{path} stayed locked by another process ({exc})")
+    return TrustlabError(f"{path}: {exc}")
+
+
+def _guarded(method: _F) -> _F:
+    """A SQLite error inside a store method becomes one line naming the file."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+    return wrapper  # type: ignore[return-value]
 
 
 class Store:
@@ -150,10 +184,12 @@ class Store:
         self.close()
 
     # -- experiment -------------------------------------------------------------------
+    @_guarded
     def meta(self) -> dict[str, Any]:
         rows = self.conn.execute("SELECT key, value FROM experiment").fetchall()
         return {r["key"]: json.loads(r["value"]) for r in rows}
 
+    @_guarded
     def save_experiment(self, values: dict[str, Any]) -> None:
         with self._tx():
             for key, value in values.items():
@@ -163,6 +199,7 @@ class Store:
                     (key, _json(value)))
 
     # -- runs ----------------------------------------------------------------------------
+    @_guarded
     def start_run(self, *, executor: str, workers: int, n_planned: int, n_skipped: int,
                   versions: dict[str, str], overrides: list[str]) -> int:
         with self._tx():
@@ -173,12 +210,14 @@ class Store:
                  _json(overrides)))
             return int(cur.lastrowid)
 
+    @_guarded
     def finish_run(self, run_id: int, *, n_ok: int, n_failed: int, wall_s: float) -> None:
         with self._tx():
             self.conn.execute(
                 "UPDATE runs SET finished_at = ?, n_ok = ?, n_failed = ?, wall_s = ? "
                 "WHERE run_id = ?", (utcnow(), n_ok, n_failed, wall_s, run_id))
 
+    @_guarded
     def runs(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM runs ORDER BY run_id").fetchall()
         out = []
@@ -190,10 +229,12 @@ class Store:
         return out
 
     # -- trials ----------------------------------------------------------------------------
+    @_guarded
     def ok_ids(self) -> set[str]:
         rows = self.conn.execute("SELECT trial_id FROM trials WHERE status = 'ok'")
         return {r[0] for r in rows}
 
+    @_guarded
     def record(self, trial, result, run_id: int | None) -> None:
         """Insert or replace one trial's row in one transaction (a retry overwrites a failure)."""
         with self._tx():
@@ -217,6 +258,7 @@ class Store:
                  result.error, result.traceback, result.started_at, result.finished_at,
                  result.duration_s, _json(result.versions), result.worker, run_id))
 
+    @_guarded
     def trials(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM trials ORDER BY ordinal, trial_id").fetchall()
         wanted = set(ids) if ids is not None else None
@@ -234,6 +276,91 @@ class Store:
     # -- helpers ------------------------------------------------------------------------------
     def _tx(self):
         return _Transaction(self.conn)
+
+
+# -- salvage --------------------------------------------------------------------------------
+_JSON_COLUMNS = {"experiment": ("value",), "runs": ("versions", "overrides"),
+                 "trials": ("params", "point", "config", "metrics", "versions")}
+_PROBE_PAST_END = 256  # rowids tried beyond the largest one seen (rows are dense)
+
+
+def _readable_rows(conn: sqlite3.Connection, table: str) -> tuple[list[dict[str, Any]], int]:
+    """The rows of ``table`` that can still be read, and how many rowids in the range seen
+    could not be. A scan stops at the first damaged page, so the table is scanned from both
+    ends and every rowid between is looked up alone: each lookup walks its own path down the
+    B-tree and fails only if that path is damaged (hand-written: Python's sqlite3 has no
+    binding for SQLite's recovery extension)."""
+    seen: set[int] = set()
+    for order in ("ASC", "DESC"):
+        try:
+            for (rowid,) in conn.execute(f"SELECT rowid FROM {table} ORDER BY rowid {order}"):
+                seen.add(int(rowid))
+        except sqlite3.DatabaseError:
+            pass
+    rows, lost, misses, rowid = [], 0, 0, 0
+    top = max(seen, default=0)
+    while rowid < top or misses < _PROBE_PAST_END:
+        rowid += 1
+        try:
+            row = conn.execute(f"SELECT * FROM {table} WHERE rowid = ?", (rowid,)).fetchone()
+        except sqlite3.DatabaseError:
+            lost += rowid <= top
+            continue
+        if row is None:
+            misses += rowid > top
+            continue
+        misses = 0
+        record = dict(row)
+        try:  # a row whose JSON was hit by the damage is lost too
+            for col in _JSON_COLUMNS[table]:
+                if record.get(col):
+                    json.loads(record[col])
+        except ValueError:
+            lost += 1
+            continue
+        rows.append(record)
+    return rows, lost
+
+
+@dataclass
+class SalvageReport:
+    target: Path
+    copied: dict[str, int]     # table -> rows copied
+    lost: dict[str, int]       # table -> rows seen but unreadable
+
+    def line(self, source: Path) -> str:
+        t = self.copied.get("trials", 0)
+        lost = self.lost.get("trials", 0)
+        meta = "" if self.copied.get("experiment") else (
+            "; the experiment's description was unreadable: run its YAML with "
+            f"`--out {self.target}` to restore it")
+        return (f"salvaged {t} trial(s) from {source} into {self.target} ({lost} unreadable)"
+                f"{meta}; `trustlab run EXPERIMENT.yaml --out {self.target}` runs the rest")
+
+
+def salvage(source: str | Path, target: str | Path) -> SalvageReport:
+    """Copy every readable row of the damaged store in ``source`` into a new store in
+    ``target`` (which must not hold one yet). The source is only read."""
+    source, target = Path(source), Path(target)
+    if (target / DB_NAME).exists():
+        raise TrustlabError(f"{target} already holds a results store; salvage into a new "
+                            "directory")
+    if source.resolve() == target.resolve():
+        raise TrustlabError("salvage into another directory than the damaged store's")
+    with Store(source) as src:
+        tables = {}
+        lost = {}
+        for table in ("experiment", "runs", "trials"):
+            tables[table], lost[table] = _readable_rows(src.conn, table)
+    with Store(target, create=True) as dst:
+        with dst._tx():
+            for table, rows in tables.items():
+                for row in rows:
+                    cols = [c for c in row if c != "rowid"]
+                    dst.conn.execute(
+                        f"INSERT OR IGNORE INTO {table}({', '.join(cols)}) "
+                        f"VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols])
+    return SalvageReport(target, {t: len(r) for t, r in tables.items()}, lost)
 
 
 class _Transaction:

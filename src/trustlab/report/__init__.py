@@ -50,10 +50,13 @@ def register_fairness_axis(kind: str, metrics: list[str]) -> None:
     PLUGIN_FAIRNESS_AXES[kind] = list(metrics)
 
 
-def write_report(directory: str | Path, *, x_metric: str | None = None) -> Path:
+def write_report(directory: str | Path, *, x_metric: str | None = None,
+                 all_trials: bool = False) -> Path:
+    """Write ``directory/report.html`` for the experiment's current trials (``all_trials``:
+    earlier configurations' rows too)."""
     from trustlab.report.html import write_report as _write
 
-    return _write(directory, x_metric=x_metric)
+    return _write(directory, x_metric=x_metric, all_trials=all_trials)
 
 
 __all__ = ["ReportContext", "Section", "register_fairness_axis", "register_section",

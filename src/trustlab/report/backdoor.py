@@ -12,6 +12,10 @@ import html
 import numpy as np
 
 from trustlab.report import ReportContext, Section
+from trustlab.report.artifacts import ArtifactReader
+
+# What Neural Cleanse's nc_triggers.npz holds (NeuralCleanse.triggers_npz).
+NC_TRIGGER_KEYS = ("masks", "patterns", "l1", "anomaly_index", "flagged", "target")
 
 METRICS = ("clean_accuracy", "attack_success_rate", "robust_accuracy")
 
@@ -175,7 +179,7 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
     return fig
 
 
-def _roc_parts(results, ok, keys) -> list[str]:
+def _roc_parts(results, ok, keys, reader: ArtifactReader) -> list[str]:
     """One ROC figure per detector that stored ``<name>_scores.npz``, a curve per grid
     point of the other axes (each point's lowest seed)."""
     from trustlab.report.plots import png_img, point_label
@@ -189,8 +193,9 @@ def _roc_parts(results, ok, keys) -> list[str]:
             label = point_label(row, others) if others else "all"
             if label in curves.setdefault(name, {}):
                 continue
-            z = np.load(path)
-            curves[name][label] = (z["scores"], z["is_poison"].astype(bool))
+            z = reader.npz(row["trial_id"], path.name, ("scores", "is_poison"))
+            if z is not None:
+                curves[name][label] = (z["scores"], z["is_poison"].astype(bool))
     parts = []
     for name, by_point in curves.items():
         parts.append(png_img(roc_figure(by_point, f"{name}: poisoned vs clean samples"),
@@ -218,7 +223,8 @@ def backdoor_section(results, ctx: ReportContext) -> Section | None:
     frame = results.frame()
     ok = frame[frame["status"] == "ok"].sort_values("seed", kind="stable")
     keys = results.grid_keys
-    roc = _roc_parts(results, ok, keys)
+    reader = ArtifactReader(results.directory)
+    roc = _roc_parts(results, ok, keys, reader)
     if roc:
         parts.append("<h3>ROC curves of the detectors</h3><p>Training-set filters score "
                      "every training row (poisoned rows are the positives); STRIP scores "
@@ -227,12 +233,13 @@ def backdoor_section(results, ctx: ReportContext) -> Section | None:
         parts.extend(roc)
     shown: set[str] = set()
     for _, row in ok.iterrows():
-        path = results.directory / "trials" / row["trial_id"] / "nc_triggers.npz"
         label = point_label(row, keys)
-        if not path.is_file() or label in shown:
+        if label in shown:
+            continue
+        z = reader.npz(row["trial_id"], "nc_triggers.npz", NC_TRIGGER_KEYS)
+        if z is None:
             continue
         shown.add(label)  # one Neural Cleanse run per grid point: its lowest seed
-        z = np.load(path)
         flagged = [int(v) for v in z["flagged"]]
         target = int(z["target"])
         thr = float(z["anomaly_threshold"]) if "anomaly_threshold" in z else 2.0
@@ -249,6 +256,7 @@ def backdoor_section(results, ctx: ReportContext) -> Section | None:
         parts.append(png_img(l1_bar_figure(z["l1"], thr, flagged, target,
                                            f"mask L1 per label ({title})"),
                              f"L1 norms {title}"))
+    parts.append(reader.note())
     return Section("Backdoor: detection and repair", "".join(parts))
 
 

@@ -8,16 +8,15 @@ nothing left to act on.
 
 from __future__ import annotations
 
-import json
-
 from trustlab.report import ReportContext, Section
+from trustlab.report.artifacts import ArtifactReader
 
 CURVES = (("train_loss", "training loss"),
           ("train_worst_group_accuracy", "worst-group accuracy (train)"),
           ("val_worst_group_accuracy", "worst-group accuracy (validation)"))
 
 
-def _histories(results) -> dict[str, list[list[dict]]]:
+def _histories(results, reader: ArtifactReader) -> dict[str, list[list[dict]]]:
     """Grid-point label -> the per-epoch records of each of its ok trials."""
     from trustlab.report.plots import point_label
 
@@ -27,11 +26,9 @@ def _histories(results) -> dict[str, list[list[dict]]]:
     keys = results.grid_keys
     out: dict[str, list[list[dict]]] = {}
     for _, row in frame[frame["status"] == "ok"].iterrows():
-        path = results.directory / "trials" / row["trial_id"] / "history.json"
-        if not path.is_file():
-            continue
-        epochs = json.loads(path.read_text()).get("epochs", [])
-        if epochs:
+        history = reader.json(row["trial_id"], "history.json")
+        epochs = history.get("epochs") if history is not None else None
+        if isinstance(epochs, list) and epochs and all(isinstance(e, dict) for e in epochs):
             out.setdefault(point_label(row, keys), []).append(epochs)
     return out
 
@@ -42,11 +39,12 @@ def training_curves_section(results, ctx: ReportContext) -> Section | None:
 
     from trustlab.report.plots import png_img
 
-    histories = _histories(results)
+    reader = ArtifactReader(results.directory)
+    histories = _histories(results, reader)
     panels = [(m, title) for m, title in CURVES
               if any(m in e for runs in histories.values() for run in runs for e in run)]
     if not histories or not panels:
-        return None
+        return Section("Training curves", reader.note()) if reader.unreadable else None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
     cmap = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20")
     for ax, (metric, title) in zip(axes[0], panels):
@@ -69,4 +67,4 @@ def training_curves_section(results, ctx: ReportContext) -> Section | None:
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     note = ("<p>Mean over seeds per grid point (band: ± one standard deviation), from each "
             "trial's <code>history.json</code>.</p>")
-    return Section("Training curves", note + png_img(fig, "training curves"))
+    return Section("Training curves", note + png_img(fig, "training curves") + reader.note())

@@ -121,6 +121,8 @@ def metadata_section(results: Results, ctx: ReportContext) -> Section:
         "seeds": ", ".join(map(str, results.meta.get("seeds", []))),
         "trial time (sum)": f"{sum(durations):.1f} s",
     }
+    if results.hidden:
+        cards["not shown"] = f"{results.hidden} trial(s) of earlier configurations"
     out = ['<div class="cards">' + "".join(f"<span><b>{_esc(k)}</b>: {_esc(v)}</span>"
                                           for k, v in cards.items()) + "</div>"]
     run_rows = [[r["run_id"], r["started_at"], r["finished_at"] or "(interrupted)",
@@ -181,9 +183,10 @@ def build_html(results: Results, ctx: ReportContext) -> str:
             f"<ul>{toc}</ul>{body}</body></html>\n")
 
 
-def write_report(directory: str | Path, *, x_metric: str | None = None) -> Path:
+def write_report(directory: str | Path, *, x_metric: str | None = None,
+                 all_trials: bool = False) -> Path:
     directory = Path(directory)
-    results = load_results(directory)
+    results = load_results(directory, all_trials=all_trials)
     _load_plugin_kind(results.kind)
     if not results.trials:
         raise TrustlabError(f"no trials in {directory} yet; nothing to report")

@@ -3,9 +3,8 @@ and after poisoning, and the outer optimization's best-so-far trace."""
 
 from __future__ import annotations
 
-import json
-
 from trustlab.report import ReportContext, Section
+from trustlab.report.artifacts import ArtifactReader
 
 
 def _ok_frame(results):
@@ -81,20 +80,27 @@ def trace_section(results, ctx: ReportContext) -> Section | None:
     curves: dict[str, list[np.ndarray]] = {}
     cleans: dict[str, list[float]] = {}
     optimizers: dict[str, str] = {}
+    reader = ArtifactReader(results.directory)
     for _, row in ok.iterrows():
-        path = results.directory / "trials" / row["trial_id"] / "trace.json"
-        if not path.is_file():
+        trace = reader.json(row["trial_id"], "trace.json")
+        if trace is None:
             continue
-        trace = json.loads(path.read_text())
-        values = np.array([e["objective"] for e in trace.get("evaluations", [])], dtype=float)
+        try:
+            values = np.array([e["objective"] for e in trace.get("evaluations", [])],
+                              dtype=float)
+            clean = float(trace["clean_validation_objective"])
+        except (KeyError, TypeError, ValueError) as exc:
+            reader.unreadable.append(f"trials/{row['trial_id']}/trace.json (malformed: {exc!r})")
+            continue
         if values.size == 0:
             continue
         label = point_label(row, keys)
         curves.setdefault(label, []).append(np.minimum.accumulate(values))
-        cleans.setdefault(label, []).append(float(trace["clean_validation_objective"]))
+        cleans.setdefault(label, []).append(clean)
         optimizers[label] = trace.get("optimizer", "bayesian")
     if not curves:
-        return None
+        return (Section("Fairness poisoning: optimization trace", reader.note())
+                if reader.unreadable else None)
     fig, ax = plt.subplots(figsize=(8.5, 5.0))
     cmap = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     for i, (label, runs) in enumerate(curves.items()):
@@ -120,4 +126,4 @@ def trace_section(results, ctx: ReportContext) -> Section | None:
             "evaluations are its random start-up draws, the same as the random sampler's "
             "with the same seed, so the two curves agree until TPE starts modelling.</p>")
     return Section("Fairness poisoning: optimization trace",
-                   note + png_img(fig, "optimization trace"))
+                   note + png_img(fig, "optimization trace") + reader.note())
