@@ -122,7 +122,7 @@ def test_missing_file_and_bad_executor(tmp_path, capsys):
     path = write(tmp_path, BASE)
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out), "--executor", "spark"]) == 2
-    assert "unknown executor 'spark'" in capsys.readouterr().err
+    assert "'spark' is not one of 'local', 'dask'" in capsys.readouterr().err
     assert main(["run", str(path), "--out", str(out), "--workers", "-1"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
     assert not out.exists()

@@ -111,3 +111,39 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     px = np.asarray(im).astype(int)
     saturated = int(((px.max(axis=2) - px.min(axis=2)) > 60).sum())
     assert saturated > 20_000
+
+
+LAYOUT_PROBE = """<script>
+document.addEventListener('DOMContentLoaded', () => {
+  const w = window.innerWidth;
+  const scrolls = (e) => { for (let p = e.parentElement; p; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return true; }
+    return false; };
+  const out = [...document.querySelectorAll('table, img, pre, h2, p')]
+    .filter(e => e.getBoundingClientRect().right > w + 1 && !scrolls(e))
+    .map(e => e.tagName);
+  document.body.setAttribute('data-layout',
+    (document.documentElement.scrollWidth - w) + '|' + out.join(','));
+});
+</script></body>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed")
+@pytest.mark.parametrize("width", [1400, 700])
+def test_report_fits_the_page_at_1400_and_700_px(run_dir, tmp_path, width):
+    """Nothing makes the page scroll sideways: wide tables scroll inside their own box,
+    figures shrink to the column."""
+    assert main(["report", str(run_dir)]) == 0
+    page = (run_dir / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", LAYOUT_PROBE, 1))
+    common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+              f"--window-size={width},1200"]
+    dom = subprocess.run(common + ["--dump-dom", probe.as_uri()], check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    overflow, outside = re.search(r'data-layout="(-?\d+)\|([^"]*)"', dom).groups()
+    assert int(overflow) <= 0 and outside == "", (overflow, outside)
+    # the run metadata names the command line that made the run
+    assert "Command lines" in page and "trustlab run" in page

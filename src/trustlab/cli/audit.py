@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,23 +11,38 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trustlab.cli import app
+from trustlab.cli import FORMAT_HELP, JSON_ALIAS_HELP, OutputFormat, chosen_format, command
 from trustlab.io.tables import read_table, require_columns
 from trustlab.metrics import AuditResult, audit
 
 
-@app.command("audit")
+@command("audit", examples=[
+    "trustlab audit examples/adult_xgboost_predictions.csv.gz --label income --pred pred "
+    "--group sex --privileged Male",
+    "trustlab audit examples/adult_xgboost_predictions.csv.gz --label income --pred pred "
+    "--score score --group sex --group race --ci 0.95",
+    "trustlab audit predictions.parquet --label y --pred y_hat --group sex --format json",
+])
 def audit_command(
-    file: Path = typer.Argument(..., help="CSV or Parquet file with labels, predictions, groups."),
-    label: str = typer.Option(..., "--label", help="Column with the true labels."),
-    pred: str = typer.Option(..., "--pred", help="Column with the predicted labels."),
-    group: List[str] = typer.Option(..., "--group", help="Group column; repeat for intersections."),
-    score: Optional[str] = typer.Option(None, "--score", help="Column with P(positive) for AUC."),
+    file: Path = typer.Argument(..., help="CSV or Parquet file with labels, predictions, groups.",
+                                metavar="FILE"),
+    label: str = typer.Option(..., "--label", metavar="COLUMN",
+                              help="Column with the true labels."),
+    pred: str = typer.Option(..., "--pred", metavar="COLUMN",
+                             help="Column with the predicted labels."),
+    group: List[str] = typer.Option(..., "--group", metavar="COLUMN",
+                                    help="Group column; repeat for intersections."),
+    score: Optional[str] = typer.Option(None, "--score", metavar="COLUMN",
+                                        help="Column with P(positive) for AUC."),
     privileged: Optional[str] = typer.Option(
-        None, "--privileged", help="Privileged value of a binary group column."),
-    pos_label: Optional[str] = typer.Option(None, "--pos-label", help="The positive label."),
-    ci: Optional[float] = typer.Option(None, "--ci", help="Bootstrap confidence level, e.g. 0.95."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        None, "--privileged", metavar="VALUE", help="Privileged value of a binary group column."),
+    pos_label: Optional[str] = typer.Option(None, "--pos-label", metavar="VALUE",
+                                            help="The positive label."),
+    ci: Optional[float] = typer.Option(None, "--ci", metavar="LEVEL",
+                                       help="Bootstrap confidence level, e.g. 0.95."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help=FORMAT_HELP + " "
+                                        "CSV: one row per group."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_ALIAS_HELP),
 ) -> None:
     """Audit a model's predictions for bias: overall, per group, disparities."""
     frame = read_table(file)
@@ -35,10 +51,23 @@ def audit_command(
     result = audit(frame[label], frame[pred], frame[list(group)],
                    y_score=frame[score] if score else None, privileged=privileged,
                    pos_label=pos_label, ci=ci)
-    if as_json:
+    fmt = chosen_format(format, as_json)
+    if fmt == "json":
         print(json.dumps(result.to_dict()))
+    elif fmt == "csv":
+        sys.stdout.write(by_group_csv(result))
     else:
         print_audit(result, Console())
+
+
+def by_group_csv(result: AuditResult) -> str:
+    """One row per group: the group key, then every per-group metric."""
+    import pandas as pd
+
+    groups = result.to_dict()["by_group"]
+    frame = pd.DataFrame.from_dict(groups, orient="index")
+    frame.index.name = "group"
+    return frame.to_csv()
 
 
 MAX_GROUP_ROWS = 50  # a terminal table of 50,000 groups helps nobody; --json has them all
@@ -63,7 +92,7 @@ def print_audit(result: AuditResult, console: Console) -> None:
     groups = d["by_group"]
     shown = sorted(groups, key=lambda k: -groups[k]["count"])[:MAX_GROUP_ROWS]
     hidden = len(groups) - len(shown)
-    caption = (f"the {len(shown)} largest of {len(groups):,} groups; --json lists all"
+    caption = (f"the {len(shown)} largest of {len(groups):,} groups; --format json lists all"
                if hidden else None)
     by_group = Table(title=f"By group ({' | '.join(result.group_columns)})", caption=caption)
     by_group.add_column("group")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trustlab.cli import app
+from trustlab.cli import FORMAT_HELP, JSON_ALIAS_HELP, OutputFormat, chosen_format, command
 from trustlab.data import dataset_table
 
 
@@ -22,16 +23,30 @@ def _short(source: str) -> str:
     return source
 
 
-@app.command("datasets")
+@command("datasets", examples=[
+    "trustlab datasets",
+    "trustlab datasets --data-dir ~/trustlab-data",
+    "trustlab datasets --format json",
+])
 def datasets_command(
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help=FORMAT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_ALIAS_HELP),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Local data directory (default: $TRUSTLAB_DATA)."),
+        None, "--data-dir", metavar="DIR", show_default="$TRUSTLAB_DATA",
+        help="Local data directory."),
 ) -> None:
     """List the datasets, whether each is available here, and its source."""
     rows = dataset_table(data_dir)
-    if as_json:
+    fmt = chosen_format(format, as_json)
+    if fmt == "json":
         print(json.dumps(rows))
+        return
+    if fmt == "csv":
+        import pandas as pd
+
+        frame = pd.DataFrame(rows)
+        frame["groups"] = frame["groups"].map(" ".join)
+        sys.stdout.write(frame.to_csv(index=False))
         return
     table = Table(title="trustlab datasets")
     for col in ("name", "kind", "rows", "groups", "available", "source"):

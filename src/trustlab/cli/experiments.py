@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from trustlab.cli import app
+from trustlab.cli import FORMAT_HELP, OutputFormat, command
 from trustlab.errors import TrustlabError
+
+
+class Executor(str, Enum):
+    local = "local"
+    dask = "dask"
 
 
 def _run(path: Path, *, out: Optional[Path], executor: str, workers: int,
          scheduler: Optional[str], overrides: list[str], report: bool = False) -> Path:
     from rich.console import Console
 
+    from trustlab.cli import command_line
     from trustlab.experiments.config import load_experiment
     from trustlab.experiments.runner import print_summary, run_experiment
 
     exp = load_experiment(path, overrides)
     err = Console(stderr=True)
     summary = run_experiment(exp, out, executor=executor, workers=workers,
-                             scheduler=scheduler, console=err)
+                             scheduler=scheduler, console=err, command=command_line())
     print_summary(summary.out_dir)
     if report:
         from trustlab.report import write_report
@@ -38,19 +45,28 @@ def _run(path: Path, *, out: Optional[Path], executor: str, workers: int,
     return summary.out_dir
 
 
-@app.command("run")
+@command("run", examples=[
+    "trustlab run experiments/demo.yaml",
+    "trustlab run experiments/backdoor_mnist.yaml --set 'seeds=[0, 1]' --out runs/bd-2seeds",
+    "trustlab run experiments/income_fairness.yaml --executor dask --scheduler "
+    "tcp://10.0.0.5:8786",
+])
 def run_cmd(
-    experiment: Path = typer.Argument(..., help="Experiment YAML file."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory "
-                                       "(default runs/<name>)."),
-    executor: str = typer.Option("local", "--executor", help="local or dask."),
-    workers: int = typer.Option(0, "--workers",
-                                help="Parallel worker processes (default: one per CPU core)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+    experiment: Path = typer.Argument(..., help="Experiment YAML file.", metavar="EXPERIMENT"),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", show_default="runs/<name>",
+                                       help="Output directory."),
+    executor: Executor = typer.Option(Executor.local, "--executor",
+                                      help="Where trials run: worker processes here, or a "
+                                           "Dask cluster."),
+    workers: int = typer.Option(0, "--workers", show_default="one per CPU core",
+                                help="Parallel worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
                                             help="Address of a running Dask scheduler."),
-    set_: List[str] = typer.Option([], "--set", help="Override a key: KEY=VALUE (YAML value)."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", show_default=False,
+                                   help="Override a key with a YAML value; repeatable."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Local data directory (default: $TRUSTLAB_DATA)."),
+        None, "--data-dir", metavar="DIR", show_default="$TRUSTLAB_DATA",
+        help="Local data directory."),
 ) -> None:
     """Run or resume an experiment sweep; finished trials are skipped."""
     import os
@@ -63,14 +79,20 @@ def run_cmd(
         # Through the environment, so worker processes (local or Dask) see it too.
         os.environ["TRUSTLAB_DATA"] = str(data_dir.resolve())
 
-    _run(experiment, out=out, executor=executor, workers=workers or cpu_count(),
+    _run(experiment, out=out, executor=executor.value, workers=workers or cpu_count(),
          scheduler=scheduler, overrides=list(set_))
 
 
-@app.command("results")
+@command("results", examples=[
+    "trustlab results runs/demo",
+    "trustlab results runs/demo --format csv > demo.csv",
+    "trustlab results runs/demo --salvage runs/demo-rescued",
+])
 def results_cmd(
-    directory: Path = typer.Argument(..., help="An experiment's output directory."),
-    format: str = typer.Option("table", "--format", help="table, csv or json."),
+    directory: Path = typer.Argument(..., help="An experiment's output directory.",
+                                     metavar="DIR"),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help=FORMAT_HELP + " "
+                                        "The table is per grid point; JSON and CSV per trial."),
     all_trials: bool = typer.Option(False, "--all", help="Include trials of earlier "
                                     "configurations (e.g. failures since fixed)."),
     salvage_to: Optional[Path] = typer.Option(
@@ -78,11 +100,9 @@ def results_cmd(
         "store into a new store in NEW_DIR."),
 ) -> None:
     """Show the results of an experiment (per trial for csv/json, per grid point as a table)."""
-    from trustlab.experiments.results import (FORMATS, hidden_line, load_results,
-                                              summary_table, table_console, to_csv, to_json)
+    from trustlab.experiments.results import (hidden_line, load_results, summary_table,
+                                              table_console, to_csv, to_json)
 
-    if format not in FORMATS:
-        raise TrustlabError(f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}")
     if salvage_to is not None:
         from trustlab.experiments.store import salvage
 
@@ -92,9 +112,9 @@ def results_cmd(
     note = hidden_line(results)
     if note:
         print(f"trustlab: {note}", file=sys.stderr)
-    if format == "json":
+    if format is OutputFormat.json:
         print(to_json(results))
-    elif format == "csv":
+    elif format is OutputFormat.csv:
         sys.stdout.write(to_csv(results))
     else:
         from rich.markup import escape
@@ -107,10 +127,15 @@ def results_cmd(
                           highlight=False, soft_wrap=True)
 
 
-@app.command("report")
+@command("report", examples=[
+    "trustlab report runs/demo",
+    "trustlab report runs/demo --x-metric equalized_odds_difference",
+    "trustlab report runs/demo --all",
+])
 def report_cmd(
-    directory: Path = typer.Argument(..., help="An experiment's output directory."),
-    x_metric: Optional[str] = typer.Option(None, "--x-metric",
+    directory: Path = typer.Argument(..., help="An experiment's output directory.",
+                                     metavar="DIR"),
+    x_metric: Optional[str] = typer.Option(None, "--x-metric", metavar="METRIC",
                                            help="Disparity metric on the scatter's x axis."),
     all_trials: bool = typer.Option(False, "--all", help="Include trials of earlier "
                                     "configurations (e.g. failures since fixed)."),
@@ -121,11 +146,15 @@ def report_cmd(
     print(write_report(directory, x_metric=x_metric, all_trials=all_trials))
 
 
-@app.command("demo")
+@command("demo", examples=[
+    "trustlab demo",
+    "trustlab demo --out runs/my-demo --workers 1",
+])
 def demo_cmd(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output directory."),
-    workers: int = typer.Option(0, "--workers",
-                                help="Worker processes (default: min(2, CPU cores))."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", metavar="DIR",
+                             help="Output directory."),
+    workers: int = typer.Option(0, "--workers", show_default="two, or one per CPU "
+                                "core if fewer", help="Worker processes."),
 ) -> None:
     """Run the embedded demo (a real tabular sweep on Adult) and write its report."""
     from importlib.resources import as_file

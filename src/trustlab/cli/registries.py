@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from trustlab.cli import app
+from trustlab.cli import FORMAT_HELP, JSON_ALIAS_HELP, OutputFormat, chosen_format, command
 from trustlab.registry import STAGES
 
 Stage = Enum("Stage", {name: name for name in STAGES}, type=str)  # typer shows the choices
@@ -29,12 +29,18 @@ def _param_text(p: dict[str, Any]) -> str:
     return f"{p['name']} = {value} ({p['type']}{extra})"
 
 
-@app.command("list")
+@command("list", examples=[
+    "trustlab list",
+    "trustlab list defenses",
+    "trustlab list methods --format json",
+])
 def list_command(
     stage: Optional[Stage] = typer.Argument(None, help="One registry (default: all).",
                                             show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object "
-                                 "{stage: [{name, description, params, extra_params}]}."),
+    format: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", help=FORMAT_HELP + " JSON: {stage: [{name, "
+        "description, params, extra_params}]}; CSV: one row per entry."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_ALIAS_HELP),
 ) -> None:
     """List what a YAML file can name (datasets, models, networks, mitigations, methods, attacks, defenses, optimizers, kinds) with parameters and defaults."""  # noqa: E501
     from rich.console import Console
@@ -42,8 +48,20 @@ def list_command(
     from rich.table import Table
 
     listing = list_registries(stage.value if stage else None)
-    if as_json:
+    fmt = chosen_format(format, as_json)
+    if fmt == "json":
         print(json.dumps(listing, indent=1))
+        return
+    if fmt == "csv":
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["stage", "name", "parameters", "description"])
+        for name, entries in listing.items():
+            for e in entries:
+                writer.writerow([name, e["name"], "; ".join(_param_text(p) for p in e["params"]),
+                                 e["description"]])
         return
     console = Console()
     for name, entries in listing.items():

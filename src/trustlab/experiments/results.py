@@ -15,8 +15,6 @@ import pandas as pd
 from trustlab.errors import TrustlabError
 from trustlab.experiments.store import Store, _finite
 
-FORMATS = ("table", "csv", "json")
-
 
 @dataclass
 class Results:

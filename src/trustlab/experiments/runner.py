@@ -49,8 +49,11 @@ def _check_same_experiment(store: Store, exp: Experiment) -> None:
 
 def run_experiment(exp: Experiment, out_dir: str | Path | None = None, *,
                    executor: str = "local", workers: int = 1, scheduler: str | None = None,
-                   progress: bool = True, console=None) -> RunSummary:
+                   progress: bool = True, console=None, command: str | None = None
+                   ) -> RunSummary:
     """Run the trials of ``exp`` not already ``ok`` in ``out_dir``'s store.
+
+    ``command`` (the command line, when run from the CLI) is kept with the run's record.
 
     Each finished trial is written at once, in its own transaction, with its artifacts in
     ``out_dir/trials/<id>/``. A failing trial is recorded as failed and the others go on.
@@ -76,7 +79,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path | None = None, *,
         with Store(out_dir, create=True) as store:
             _check_same_experiment(store, exp)  # again, now that we hold the lock
             return _run(exp, store, ex, executor=executor, workers=workers,
-                        progress=progress, console=console)
+                        progress=progress, console=console, command=command)
 
 
 def _make_out_dir(out_dir: Path) -> Path:
@@ -91,7 +94,7 @@ def _make_out_dir(out_dir: Path) -> Path:
 
 
 def _run(exp: Experiment, store: Store, ex, *, executor: str, workers: int, progress: bool,
-         console) -> RunSummary:
+         console, command: str | None) -> RunSummary:
     out_dir = store.directory
     _remove_stale_temporaries(out_dir)
     done = store.ok_ids()
@@ -106,7 +109,7 @@ def _run(exp: Experiment, store: Store, ex, *, executor: str, workers: int, prog
     })
     run_id = store.start_run(executor=executor, workers=workers,
                              n_planned=len(exp.trials), n_skipped=summary.n_skipped,
-                             versions=versions(), overrides=exp.overrides)
+                             versions=versions(), overrides=exp.overrides, command=command)
     t0 = time.perf_counter()
     by_id = {t.trial_id: t for t in todo}
     from trustlab.registry import registrations

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS runs (
     n_failed    INTEGER,
     wall_s      REAL,
     versions    TEXT,
-    overrides   TEXT
+    overrides   TEXT,
+    command     TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     trial_id    TEXT PRIMARY KEY,
@@ -83,6 +84,17 @@ def _finite(obj: Any) -> Any:
 
 
 TABLES = {"experiment", "runs", "trials"}
+# Columns added after the first release: a store written before them gets them on its next
+# run (readers use .get()).
+ADDED_COLUMNS = {"runs": {"command": "TEXT"}}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, sql_type in columns.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -138,6 +150,7 @@ class Store:
                 # WAL: readers (`trustlab results` on a running sweep) never block the writer.
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(SCHEMA)
+                _add_missing_columns(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -201,13 +214,15 @@ class Store:
     # -- runs ----------------------------------------------------------------------------
     @_guarded
     def start_run(self, *, executor: str, workers: int, n_planned: int, n_skipped: int,
-                  versions: dict[str, str], overrides: list[str]) -> int:
+                  versions: dict[str, str], overrides: list[str],
+                  command: str | None = None) -> int:
+        """A run row; ``command`` is the command line that started it (None from Python)."""
         with self._tx():
             cur = self.conn.execute(
                 "INSERT INTO runs(started_at, executor, workers, n_planned, n_skipped, "
-                "versions, overrides) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "versions, overrides, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (utcnow(), executor, workers, n_planned, n_skipped, _json(versions),
-                 _json(overrides)))
+                 _json(overrides), command))
             return int(cur.lastrowid)
 
     @_guarded

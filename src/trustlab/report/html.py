@@ -134,6 +134,11 @@ def metadata_section(results: Results, ctx: ReportContext) -> Section:
     out.append("<h3>Runs</h3>" + _table(
         ["run", "started (UTC)", "finished", "executor", "workers", "planned", "skipped",
          "ok", "failed", "wall s"], run_rows))
+    commands = [f"run {r['run_id']}: {r['command']}" for r in results.runs if r.get("command")]
+    if commands:
+        out.append("<h3>Command lines</h3><p class=\"muted\">What started each run, every "
+                   "<code>--set</code> override included.</p><pre>"
+                   + _esc("\n".join(commands)) + "</pre>")
     versions = results.runs[-1]["versions"] if results.runs else {}
     if versions:
         out.append("<h3>Versions</h3>" + _table(list(versions), [list(versions.values())]))

@@ -107,7 +107,8 @@ def grouped_bars(values: pd.DataFrame, errors: pd.DataFrame | None, ylabel: str,
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, title="group")
+    # outside the axes: a legend inside would sit on top of some bar
+    ax.legend(fontsize=8, title="group", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
