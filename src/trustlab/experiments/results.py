@@ -68,9 +68,15 @@ class Results:
                     shown.append(p)
             keys.extend(p for p in leaves if p in shown and p not in keys)
         covered = set(keys) | set(self.meta.get("grid_keys", []))
-        keys.extend(k for k in params if k not in covered and k != "seed"
-                    and not any(k.startswith(c + ".") or c.startswith(k + ".")
-                                for c in covered) and len(values(k)) > 1 and present(k))
+        for k in params:
+            # Only a key that separates trials the keys so far do not: a default filled in
+            # by the model a grid point names (model.params.max_iter) follows from that
+            # name, while a --set between runs (dataset.subsample) splits a grid point.
+            if k in covered or k == "seed" or not present(k) or len(values(k)) < 2 or any(
+                    k.startswith(c + ".") or c.startswith(k + ".") for c in covered):
+                continue
+            if distinct(keys + [k]) > distinct(keys):
+                keys.append(k)
         return keys
 
     def _param_keys(self) -> list[str]:

@@ -64,6 +64,8 @@ def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str
     ys = points[f"{y}_mean"].to_numpy(dtype=float)
     labels = [point_label(row, keys) for _, row in points.iterrows()]
     offsets = _label_offsets(xs, ys, labels)
+    finite_x = xs[np.isfinite(xs)]
+    x_split = (finite_x.min() + 0.6 * np.ptp(finite_x)) if finite_x.size else np.inf
     for i, (_, row) in enumerate(points.iterrows()):
         xerr = row[f"{x}_std"]
         yerr = row[f"{y}_std"]
@@ -73,8 +75,12 @@ def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str
                     fmt="o", ms=8, capsize=4, color=cmap(i % cmap.N),
                     label=f"{label} (n={int(row['n'])})")
         if len(points) > 1:
-            ax.annotate(label, (xs[i], ys[i]), xytext=(9, offsets[i]),
-                        textcoords="offset points", fontsize=7, color=cmap(i % cmap.N))
+            # points in the right part of the plot are labelled on their left, so no label
+            # runs past the axes into the legend beside them
+            left = bool(np.isfinite(xs[i]) and xs[i] > x_split)
+            ax.annotate(label, (xs[i], ys[i]), xytext=(-9 if left else 9, offsets[i]),
+                        textcoords="offset points", fontsize=7, color=cmap(i % cmap.N),
+                        ha="right" if left else "left")
     finite = np.isfinite(xs) & np.isfinite(ys)
     if finite.sum() >= 2:
         idx = np.flatnonzero(finite)[pareto_front(xs[finite], ys[finite])]
