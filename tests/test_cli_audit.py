@@ -32,7 +32,7 @@ def test_json_equals_python_api(preds_csv, adult_predictions):
     df = adult_predictions
     expected = audit(df["label"], df["pred"], df[["sex"]], privileged="Male").to_dict()
     assert got == expected
-    assert set(got) == {"n", "overall", "by_group", "disparities"}
+    assert set(got) == {"n", "groups", "overall", "by_group", "disparities"}
 
 
 def test_intersections_and_parquet(tmp_path, adult_predictions):

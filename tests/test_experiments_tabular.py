@@ -136,7 +136,12 @@ def test_mitigation_gets_the_datasets_privileged_value_and_model_is_saved(tmp_pa
     fitted = {p: pickle.loads((out / "trials" / t["trial_id"] / "model.pkl").read_bytes())
               for p, t in trials.items()}
     assert fitted["male"].privileged_ == "male" and fitted["male"].n_flips_ > 0
-    assert fitted["female"].privileged_ == "female" and fitted["female"].n_flips_ == 0
+    # naming the disadvantaged group privileged: massaging still promotes that group
+    female = fitted["female"]
+    assert female.privileged_ == "female" and female.promoted_group_ == "privileged"
+    assert female.n_flips_ == fitted["male"].n_flips_
+    m = trials["female"]["metrics"]
+    assert m["mitigation.flips"] == female.n_flips_ and m["mitigation.changed"] == 1.0
 
 
 def test_bad_model_and_mitigation_params_name_the_key(tmp_path):

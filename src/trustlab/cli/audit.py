@@ -40,6 +40,9 @@ def audit_command(
                                             help="The positive label."),
     ci: Optional[float] = typer.Option(None, "--ci", metavar="LEVEL",
                                        help="Bootstrap confidence level, e.g. 0.95."),
+    multiclass: bool = typer.Option(False, "--multiclass", help="Audit every value seen as "
+                                    "a class (else a prediction that is no label is an "
+                                    "error)."),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help=FORMAT_HELP + " "
                                         "CSV: one row per group."),
     as_json: bool = typer.Option(False, "--json", help=JSON_ALIAS_HELP),
@@ -50,7 +53,7 @@ def audit_command(
     require_columns(frame, columns, file)
     result = audit(frame[label], frame[pred], frame[list(group)],
                    y_score=frame[score] if score else None, privileged=privileged,
-                   pos_label=pos_label, ci=ci)
+                   pos_label=pos_label, ci=ci, multiclass=multiclass)
     fmt = chosen_format(format, as_json)
     if fmt == "json":
         print(json.dumps(result.to_dict()))

@@ -46,7 +46,11 @@ class AuditResult:
         return self.pos_label is not None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"n": self.n, "overall": self.overall, "by_group": self.by_group,
+        # "groups" says what the disparities are relative to: the group column(s) and, for
+        # AIF360's signed metrics (unprivileged - privileged), the privileged value.
+        out = {"n": self.n, "groups": {"columns": self.group_columns,
+                                       "privileged": self.privileged},
+               "overall": self.overall, "by_group": self.by_group,
                "disparities": self.disparities}
         if self.ci is not None:
             out["ci"] = self.ci
@@ -132,26 +136,37 @@ def _derive(C: np.ndarray, pos: int | None, priv_member: np.ndarray | None
     else:
         by_group = cm.group_accuracy(C)
     disp = cm.disparities(by_group, binary=pos is not None)
+    if pos is not None:
+        disp.update(cm.inequality_indices(C, pos))
     if priv_member is not None:
         # Collapse intersections onto the privileged column's two values.
         member = priv_member[:, None, None]
-        sel_p = cm.binary_rates((C * member).sum(axis=-3), pos)["selection_rate"]
-        sel_u = cm.binary_rates((C * ~member).sum(axis=-3), pos)["selection_rate"]
-        disp.update(cm.privileged_contrast(sel_u, sel_p))
+        priv = cm.binary_rates((C * member).sum(axis=-3), pos)
+        unpriv = cm.binary_rates((C * ~member).sum(axis=-3), pos)
+        disp.pop("false_positive_rate_difference")  # AIF360's signed one replaces it
+        disp.update(cm.privileged_contrast(unpriv, priv))
     return overall, by_group, disp
 
 
 def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
           privileged: Any = None, ci: float | bool | None = None, pos_label: Any = None,
-          n_boot: int = 1000, ci_seed: int = 0) -> AuditResult:
+          n_boot: int = 1000, ci_seed: int = 0, multiclass: bool = False) -> AuditResult:
     """Audit predictions for bias.
 
     ``groups`` is one column (array or Series) or several (DataFrame or dict); with several,
-    groups are their intersections, keyed ``"a|b"``. ``privileged`` names the privileged
-    value of a binary group column and adds ``statistical_parity_difference`` and
-    ``disparate_impact``. ``ci`` (e.g. ``0.95``) adds percentile bootstrap intervals.
-    ``y_score`` (P(positive)) adds ROC AUC overall and per group.
+    groups are their intersections, keyed ``"a|b"``. Disparities over all groups are
+    fairlearn's (max - min). ``privileged`` names the privileged value of a binary group
+    column and adds AIF360's metrics relative to it, signed unprivileged - privileged
+    (``statistical_parity_difference``, ``disparate_impact``,
+    ``true_positive_rate_difference``, ``false_positive_rate_difference``, ...).
+    ``ci`` (e.g. ``0.95``) adds percentile bootstrap intervals, resampling within each
+    group. ``y_score`` (P(positive)) adds ROC AUC overall and per group. A prediction
+    that is not among the labels is an error unless ``multiclass`` (then every value seen
+    is a class).
     """
+    if ci is not None and ci is not False and not (ci is True or 0 < float(ci) < 1):
+        raise TrustlabError(f"ci must be a confidence level between 0 and 1 (e.g. 0.95), "
+                            f"got {ci}")
     t = as_column(y_true, "y_true")
     p = as_column(y_pred, "y_pred")
     n = len(t)
@@ -160,6 +175,8 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
     if n == 0:
         raise TrustlabError("nothing to audit: there are no rows")
     columns = group_columns(groups, n)
+    if not multiclass:
+        _check_predictions_are_labels(t, p)
     [t_codes, p_codes], classes = factorize(t, p, what="labels")
     binary01 = classes.dtype.kind in "biuf" and set(classes.tolist()) <= {0, 1}
     if not binary01 and not np.intersect1d(np.unique(t_codes), np.unique(p_codes)).size:
@@ -228,12 +245,26 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
                          else None, group_columns=list(columns), group_keys=keys,
                          counts=C, overall=overall, by_group=by_group,
                          disparities=disparities, privileged=priv_info)
-    if ci:
+    if ci is not None and ci is not False:
         level = 0.95 if ci is True else float(ci)
-        if not 0 < level < 1:
-            raise TrustlabError(f"ci must be a level between 0 and 1, got {ci}")
         result.ci = _bootstrap(C, pos, priv_member, keys, level, n_boot, ci_seed)
     return result
+
+
+def _check_predictions_are_labels(t, p) -> None:
+    """Predictions with a value no label has (a 2 among 0/1 labels) would silently turn a
+    binary audit into a multi-class one without fairness rates: refuse them."""
+    labels = pd.unique(pd.Series(np.asarray(t, dtype=object)).map(str))
+    preds = pd.unique(pd.Series(np.asarray(p, dtype=object)).map(str))
+    if set(labels) | set(preds) <= {"0", "1", "0.0", "1.0", "True", "False"}:
+        return  # a 0/1 task where the labels happen to hold one class only
+    extra = sorted(set(preds) - set(labels))
+    if extra and set(labels) & set(preds):
+        shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+        raise TrustlabError(
+            f"predictions contain values that are not labels ({shown}; labels: "
+            f"{', '.join(sorted(labels)[:5])}); pass --multiclass (multiclass=True) to audit "
+            "every value as a class")
 
 
 def _add_auc(overall, by_group, t_codes, y_score, g_codes, keys, pos) -> None:
@@ -261,10 +292,24 @@ def _add_auc(overall, by_group, t_codes, y_score, g_codes, keys, pos) -> None:
         by_group[key]["roc_auc"] = auc(g_codes == g)
 
 
+def stratified_draws(C: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the counts ``C[G, K, K]`` resampled within each group: group
+    g keeps its n_g rows, drawn as Multinomial(n_g, C_g / n_g). A small group is never
+    absent from a replicate (an unstratified draw would leave a 3-row group out of ~5 % of
+    them and score it 0 there)."""
+    G = C.shape[0]
+    flat = C.reshape(G, -1)
+    draws = np.zeros((n_boot,) + flat.shape, dtype=np.int64)
+    for g in range(G):
+        n_g = int(flat[g].sum())
+        if n_g:
+            draws[:, g] = rng.multinomial(n_g, flat[g] / n_g, size=n_boot)
+    return draws.reshape((n_boot,) + C.shape)
+
+
 def _bootstrap(C, pos, priv_member, keys, level, n_boot, seed) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    n = int(C.sum())
-    draws = rng.multinomial(n, C.ravel() / n, size=n_boot).reshape((n_boot,) + C.shape)
+    draws = stratified_draws(C, n_boot, rng)
     overall_b, by_group_b, disp_b = _derive(draws, pos, priv_member)
     lo_q, hi_q = (1 - level) / 2 * 100, (1 + level) / 2 * 100
 
@@ -291,5 +336,6 @@ def _bootstrap(C, pos, priv_member, keys, level, n_boot, seed) -> dict[str, Any]
     for m, arr in disp_b.items():
         lo, hi = interval(arr)
         dp[m] = [float(lo), float(hi)]
-    return {"level": level, "n_boot": n_boot, "method": "percentile bootstrap",
+    return {"level": level, "n_boot": n_boot,
+            "method": "percentile bootstrap, resampled within each group",
             "overall": ov, "by_group": bg, "disparities": dp}

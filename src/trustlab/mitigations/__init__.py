@@ -22,6 +22,16 @@ MITIGATIONS = Registry("mitigations", "mitigation", {
         "trustlab.mitigations.fairlearn_wrappers:ExponentiatedGradientMitigation",
     "threshold_optimizer": "trustlab.mitigations.fairlearn_wrappers:ThresholdOptimizerMitigation",
     "group_thresholds": "trustlab.mitigations.group_thresholds:GroupThresholds",
+    "lfr": "trustlab.mitigations.lfr:LearningFairRepresentations",
+    "calibrated_equalized_odds":
+        "trustlab.mitigations.calibrated_equalized_odds:CalibratedEqualizedOdds",
+    "reject_option_classification":
+        "trustlab.mitigations.reject_option:RejectOptionClassification",
+    "correlation_remover":
+        "trustlab.mitigations.correlation_remover:CorrelationRemoverMitigation",
+    "grid_search": "trustlab.mitigations.fairlearn_wrappers:GridSearchMitigation",
+    "disparate_impact_remover":
+        "trustlab.mitigations.disparate_impact_remover:DisparateImpactRemover",
 })
 
 

@@ -38,6 +38,18 @@ class Mitigation(Configurable):
     def predict(self, X: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
         return np.asarray(self.estimator_.predict(X)).astype(np.int64)
 
+    def effect(self) -> dict[str, float]:
+        """What the fitted method changed, as numbers (a trial stores them as
+        ``mitigation.<name>``): e.g. massaging's label flips, reweighing's largest weight
+        change. Empty for a method with nothing to count."""
+        return {}
+
+    def unchanged(self) -> str | None:
+        """Why the fitted method left the training exactly as plain fitting would (e.g. "0
+        labels flipped"), or None when it changed something or cannot tell. A trial
+        records it and warns: a mitigation that silently does nothing misleads."""
+        return None
+
     def predict_score(self, X: np.ndarray, sensitive: np.ndarray) -> np.ndarray | None:
         """P(y=1) when the fitted model has one, else None (no AUC then)."""
         est = getattr(self, "estimator_", None)

@@ -8,13 +8,16 @@ massaging (AIF360 is not a dependency), so the flip count and selection are writ
 
 Groups: ``privileged`` names the privileged value (the experiment engine passes the
 dataset's); every other value is "unprivileged". Without it, the group with the highest
-positive-label rate in the training data is taken as privileged. If the named privileged
-group already has the lower rate, no label is flipped (massaging only ever moves labels
-toward the unprivileged group).
+positive-label rate in the training data is taken as privileged. Massaging follows the
+data: the group with the lower favorable rate is the one promoted. When that is the named
+privileged group (on COMPAS, label 1 = no recidivism is more frequent for women, so
+"privileged: Male" names the group with the lower favorable rate), a warning says so and the labels move
+toward it, instead of nothing being flipped.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -56,8 +59,10 @@ class Massaging(Mitigation):
     Kamiran & Calders, or ``same`` for a clone of the estimator being mitigated, with
     ``ranker_params``) scores the training rows; the unprivileged group's top-ranked
     negatives are promoted and as many of the privileged group's lowest-ranked positives
-    demoted. Learned: ``n_flips_`` (promotions = demotions = M), ``y_massaged_``,
-    ``promoted_``/``demoted_`` (row indices), ``privileged_``.
+    demoted (the other way round, with a warning, when the privileged group has the lower
+    favorable rate). Learned: ``n_flips_`` (promotions = demotions = M), ``y_massaged_``,
+    ``promoted_``/``demoted_`` (row indices), ``privileged_``, ``promoted_group_``
+    (``unprivileged`` or ``privileged``).
     """
 
     name = "massaging"
@@ -110,15 +115,24 @@ class Massaging(Mitigation):
     def fit(self, estimator, X, y, sensitive):
         X, y, sensitive = check_fit_inputs(X, y, sensitive)
         priv = self._privileged_mask(y, sensitive)
-        unpriv = ~priv
+        # Promote the side whose favorable rate is lower, whatever its name.
+        up, down = ~priv, priv
+        self.promoted_group_ = "unprivileged"
+        if y[priv].mean() < y[~priv].mean():
+            up, down = priv, ~priv
+            self.promoted_group_ = "privileged"
+            warnings.warn(
+                f"massaging: the privileged group {self.privileged_!r} has the lower "
+                f"favorable-label rate in the training data ({y[priv].mean():.3f} vs "
+                f"{y[~priv].mean():.3f}); its labels are promoted", stacklevel=2)
         ranker = self._make_ranker(estimator).fit(X, y)
         score = np.asarray(ranker.predict_proba(X))[:, 1].astype(np.float64)
         self.ranker_ = ranker
 
-        cand_promote = np.flatnonzero(unpriv & (y == 0))
-        cand_demote = np.flatnonzero(priv & (y == 1))
-        m = massaging_flip_count(int(unpriv.sum()), int(y[unpriv].sum()),
-                                 int(priv.sum()), int(y[priv].sum()),
+        cand_promote = np.flatnonzero(up & (y == 0))
+        cand_demote = np.flatnonzero(down & (y == 1))
+        m = massaging_flip_count(int(up.sum()), int(y[up].sum()),
+                                 int(down.sum()), int(y[down].sum()),
                                  max_flips=min(len(cand_promote), len(cand_demote)))
         # Stable sorts: equal scores are taken in row order, so the choice is deterministic.
         promote = cand_promote[np.argsort(-score[cand_promote], kind="stable")[:m]]
@@ -133,3 +147,11 @@ class Massaging(Mitigation):
         self.y_massaged_ = y_new
         self.estimator_ = clone(estimator).fit(X, y_new)
         return self
+
+    def effect(self) -> dict[str, float]:
+        return {"flips": float(self.n_flips_),
+                "promoted_privileged": float(self.promoted_group_ == "privileged")}
+
+    def unchanged(self) -> str | None:
+        return ("0 labels flipped: the groups' favorable-label rates are already as equal "
+                "as one flip can make them") if self.n_flips_ == 0 else None

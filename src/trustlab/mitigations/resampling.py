@@ -100,6 +100,8 @@ class _CellResampler(Mitigation):
         except ValueError as exc:  # e.g. SMOTE with a cell smaller than k_neighbors + 1
             raise TrustlabError(f"{self.name}: {exc}".replace("\n", " ")) from None
         cell_res = np.asarray(cell_res, dtype=np.int64)
+        self.rows_changed_ = int(np.abs(np.bincount(cell_res, minlength=len(counts))
+                                        - counts).sum())
         self.sampler_ = sampler
         self.groups_ = groups
         self.cell_counts_ = np.bincount(cell_res, minlength=2 * len(groups))
@@ -114,6 +116,13 @@ class _CellResampler(Mitigation):
         X_res, y_res, _ = self.fit_resample(X, y, sensitive)
         self.estimator_ = clone(estimator).fit(X_res, y_res)
         return self
+
+    def effect(self) -> dict[str, float]:
+        return {"rows_added" if self.grow else "rows_removed": float(self.rows_changed_)}
+
+    def unchanged(self) -> str | None:
+        return ("no row added or removed: the (group, label) cells already have their target "
+                "sizes" if self.rows_changed_ == 0 else None)
 
 
 class Oversample(_CellResampler):

@@ -41,3 +41,11 @@ class Reweighing(Mitigation):
         self.sample_weight_ = reweighing_weights(y, sensitive)
         self.estimator_ = clone(estimator).fit(X, y, sample_weight=self.sample_weight_)
         return self
+
+    def effect(self) -> dict[str, float]:
+        return {"max_weight_change": float(np.abs(self.sample_weight_ - 1).max())}
+
+    def unchanged(self) -> str | None:
+        return ("every weight is 1: the label is already independent of the group in the "
+                "training data" if np.allclose(self.sample_weight_, 1, rtol=0, atol=1e-12)
+                else None)

@@ -104,18 +104,15 @@ def validate(cfg: BackdoorConfig) -> None:
         raise ParamError("training.device", str(exc)) from None
 
 
-def run(cfg: BackdoorConfig, seed: int, ctx: TrialContext) -> TrialOutput:
-    import torch  # noqa: F401 - seeded below with everything else
-
+def build_case(cfg: BackdoorConfig, seed: int):
+    """The trial's backdoored model and data (the :class:`BackdoorCase` its defense
+    receives), seeded as the trial seeds it; for scripts that study a defense on the
+    same cases as an experiment."""
     from trustlab.attacks.backdoor import build_backdoor
-    from trustlab.defenses import apply_defense
     from trustlab.experiments.executors import seed_everything
 
     seed_everything(seed)
     d, a = cfg.dataset, cfg.attack
-    with _under("defense"):
-        defense = cfg.defense.entry(seed=seed, device=cfg.training.device,
-                                    **cfg.defense.params)
     ds = load_dataset_cached(d.name, seed)
     X = np.asarray(ds.X, dtype=np.float32)
     with _under("attack"):
@@ -126,6 +123,16 @@ def run(cfg: BackdoorConfig, seed: int, ctx: TrialContext) -> TrialOutput:
             clean_fraction=cfg.defense.clean_fraction, network=cfg.model.name,
             network_params=cfg.model.params, training=cfg.training, seed=seed,
             n_classes=int(ds.n_classes))
+    return case
+
+
+def run(cfg: BackdoorConfig, seed: int, ctx: TrialContext) -> TrialOutput:
+    from trustlab.defenses import apply_defense
+
+    with _under("defense"):  # refused before any training
+        defense = cfg.defense.entry(seed=seed, device=cfg.training.device,
+                                    **cfg.defense.params)
+    case = build_case(cfg, seed)
     metrics = case.evaluate(case.model)
     metrics.update({"n_train": float(len(case.poisoned.y)),
                     "n_poison": float(case.poisoned.is_poison.sum()),

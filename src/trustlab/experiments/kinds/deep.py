@@ -128,9 +128,11 @@ def run(cfg: DeepConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     else:
         trained = train_and_predict(ds, group, cfg, seed)
     groups_test = ds.groups_test[group]
-    metrics = audit(trained.y_test, trained.y_pred, groups_test.astype(str)).flat_metrics()
+    metrics = audit(trained.y_test, trained.y_pred, groups_test.astype(str),
+                    multiclass=True).flat_metrics()  # the network's classes, seen or not
     groups_fit = ds.groups[group].to_numpy()[trained.train_rows].astype(str)
-    fit_audit = audit(trained.y_train, trained.y_pred_train, groups_fit).flat_metrics()
+    fit_audit = audit(trained.y_train, trained.y_pred_train, groups_fit,
+                      multiclass=True).flat_metrics()
     metrics.update({f"train.{k}": v for k, v in fit_audit.items()})
     metrics.update(trained.metrics())
     metrics.update(searched)

@@ -116,7 +116,7 @@ def run(cfg: MinorityClassConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     # Groups are the classes themselves: the per-group table is the per-class one.
     classes = np.asarray(ds.class_names, dtype=object)
     metrics = audit(classes[trained.y_test], classes[trained.y_pred],
-                    classes[trained.y_test]).flat_metrics()
+                    classes[trained.y_test], multiclass=True).flat_metrics()
     metrics.update(trained.metrics())
     counts = np.bincount(ds.y_train, minlength=ds.n_classes)
     metrics["train_rows"] = float(counts.sum())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import pickle
 import time
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -93,6 +94,18 @@ def validate(cfg: TabularConfig) -> None:
                                                f"{d.sensitive!r} ({', '.join(values)})")
 
 
+def _mitigation_effect(mit) -> dict[str, float]:
+    """``mitigation.<what it changed>`` and ``mitigation.changed`` (0 when it changed
+    nothing, which also warns: a no-op under a method's name would read as its effect)."""
+    out = {f"mitigation.{k}": float(v) for k, v in mit.effect().items()}
+    reason = mit.unchanged()
+    if out or reason:
+        out["mitigation.changed"] = float(reason is None)
+    if reason:
+        warnings.warn(f"mitigation {mit.name!r} changed nothing: {reason}", stacklevel=2)
+    return out
+
+
 def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     from trustlab.metrics import audit
     from trustlab.mitigations import make_mitigation
@@ -129,6 +142,7 @@ def run(cfg: TabularConfig, seed: int, ctx: TrialContext) -> TrialOutput:
     metrics = result.flat_metrics()
     metrics.update({"train_time_s": train_time, "n_train": float(len(y_train)),
                     "n_test": float(len(y_test))})
+    metrics.update(_mitigation_effect(mit))
 
     buf = io.BytesIO()
     arrays = {"y_true": y_test.astype(np.int8), "y_pred": y_pred.astype(np.int8),
