@@ -20,7 +20,9 @@ N_TRAIN, N_TEST = 1500, 800
 SMALL_MODEL = {"logistic_regression": {}, "random_forest": {"n_estimators": 10},
                "gradient_boosting": {"n_estimators": 10}, "xgboost": {"n_estimators": 10}}
 SMALL_MITIGATION = {"exponentiated_gradient": {"max_iter": 5},
-                    "threshold_optimizer": {"grid_size": 200}}
+                    "threshold_optimizer": {"grid_size": 200},
+                    # AIF360's finite differences: ~2 L-BFGS-B steps on adult's 94 features
+                    "lfr": {"maxfun": 1000}}
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_blas_thread():

@@ -254,12 +254,13 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
 def _check_predictions_are_labels(t, p) -> None:
     """Predictions with a value no label has (a 2 among 0/1 labels) would silently turn a
     binary audit into a multi-class one without fairness rates: refuse them."""
-    labels = pd.unique(pd.Series(np.asarray(t, dtype=object)).map(str))
-    preds = pd.unique(pd.Series(np.asarray(p, dtype=object)).map(str))
-    if set(labels) | set(preds) <= {"0", "1", "0.0", "1.0", "True", "False"}:
+    # distinct values first (a hash pass), then strings of those few only
+    labels = {str(v) for v in pd.unique(pd.Series(np.asarray(t)))}
+    preds = {str(v) for v in pd.unique(pd.Series(np.asarray(p)))}
+    if labels | preds <= {"0", "1", "0.0", "1.0", "True", "False"}:
         return  # a 0/1 task where the labels happen to hold one class only
-    extra = sorted(set(preds) - set(labels))
-    if extra and set(labels) & set(preds):
+    extra = sorted(preds - labels)
+    if extra and labels & preds:
         shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
         raise TrustlabError(
             f"predictions contain values that are not labels ({shown}; labels: "

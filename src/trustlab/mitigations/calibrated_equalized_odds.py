@@ -34,82 +34,40 @@ This module also holds the two helpers the other hand-written AIF360 methods sha
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from sklearn.base import clone
-from sklearn.model_selection import train_test_split
 
 from trustlab import registry
 from trustlab.errors import TrustlabError
-from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
+from trustlab.mitigations._checks import (PRIVILEGED_DOC, PrivilegedValue,
+                                          check_both_labels, check_fit_inputs,
+                                          check_predict_inputs, holdout_scores,
+                                          privileged_mask)
 from trustlab.mitigations.base import Mitigation
-
-PrivilegedValue = str | int | float | bool | None
-PRIVILEGED_DOC = ("the privileged value of the sensitive attribute (the tabular kind passes "
-                  "dataset.privileged; null: the group with the highest positive rate); "
-                  "every other value is unprivileged")
-
-
-# -- shared by the AIF360-catalogue methods ---------------------------------------------------
-def privileged_mask(y: np.ndarray, sensitive: np.ndarray, privileged, who: str
-                    ) -> tuple[np.ndarray, object]:
-    """The privileged rows and the privileged value (inferred when ``privileged`` is None:
-    the group with the highest positive-label rate; the first such group on ties)."""
-    values = np.unique(sensitive)
-    if len(values) < 2:
-        raise TrustlabError(f"{who} needs at least two groups in the training data")
-    if privileged is None:
-        rates = [y[sensitive == v].mean() for v in values]
-        privileged = values[int(np.argmax(rates))]
-        privileged = privileged.item() if isinstance(privileged, np.generic) else privileged
-    elif not np.any(sensitive == privileged):
-        raise TrustlabError(
-            f"{who}: privileged value {privileged!r} does not occur in the sensitive "
-            f"attribute (values: {', '.join(map(str, values[:10]))})")
-    return sensitive == privileged, privileged
-
-
-def holdout_scores(estimator, X: np.ndarray, y: np.ndarray, sensitive: np.ndarray,
-                   holdout: float, seed: int, who: str):
-    """Split off ``holdout`` of the rows (stratified by (group, label), seeded), fit a
-    clone of ``estimator`` on the rest, score the held-out rows.
-
-    Returns the fitted model, the held-out row indices and their P(y=1) scores.
-    """
-    if not hasattr(estimator, "predict_proba"):
-        raise TrustlabError(f"{who}: the estimator has no predict_proba (scores are needed)")
-    cell = np.unique(sensitive, return_inverse=True)[1] * 2 + y
-    try:
-        fit_idx, val_idx = train_test_split(np.arange(len(y)), test_size=holdout,
-                                            random_state=seed, stratify=cell)
-    except ValueError as exc:  # a (group, label) cell with a single row, or too few rows
-        raise TrustlabError(f"{who}: cannot hold out {holdout:g} of the training rows "
-                            f"stratified by (group, label): {exc}") from None
-    model = clone(estimator).fit(X[fit_idx], y[fit_idx])
-    scores = np.asarray(model.predict_proba(X[val_idx]))[:, 1].astype(np.float64)
-    return model, val_idx, scores
-
-
-def check_both_labels(y: np.ndarray, priv: np.ndarray, who: str, where: str) -> None:
-    for name, rows in (("privileged", priv), ("unprivileged", ~priv)):
-        labels = set(np.unique(y[rows]).tolist())
-        if labels != {0, 1}:
-            raise TrustlabError(f"{who}: the {name} group needs both labels in the {where} "
-                                f"(has {sorted(labels) or 'no rows'})")
-
 
 # -- the method ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MixingRates:
-    """What calibrated equalized odds learns: each side's base rate and mixing rate."""
+    """What calibrated equalized odds learns: each side's base rate and mixing rate.
+
+    The rates are AIF360's values, which can leave [0, 1] when mixing cannot equalize the
+    costs: above 1 the cheaper side's trivial cost is still below the other side's (every
+    score is replaced), below 0 its trivial cost is below its own (no score is).
+    """
 
     base_rate_priv: float
     base_rate_unpriv: float
     priv_mix_rate: float
     unpriv_mix_rate: float
+
+    @property
+    def equalized(self) -> bool:
+        """Whether mixing equalizes the two costs (both rates in [0, 1])."""
+        return all(0.0 <= r <= 1.0 for r in (self.priv_mix_rate, self.unpriv_mix_rate))
 
 
 def _group_costs(y: np.ndarray, scores: np.ndarray, rows: np.ndarray, fn_rate: int,
@@ -131,9 +89,9 @@ def calibrated_eq_odds_rates(y: np.ndarray, scores: np.ndarray, priv: np.ndarray
                              cost_constraint: str) -> MixingRates:
     """Base rates and mixing rates from validation labels, scores and the privileged mask.
 
-    The rates are AIF360's formula; a rate is clipped to [0, 1] (a probability: above 1 it
-    already replaces every score, so predictions do not change) and is 0 when the trivial
-    predictor is no costlier than the model (mixing could not raise the cost then).
+    AIF360's formula; where it would divide by zero (the trivial predictor costs exactly
+    what the model does, so mixing changes nothing) the rate is 0 instead of AIF360's
+    inf or nan.
     """
     fn_rate, fp_rate = {"fnr": (1, 0), "fpr": (0, 1), "weighted": (1, 1)}[cost_constraint]
     y = np.asarray(y)
@@ -149,7 +107,7 @@ def calibrated_eq_odds_rates(y: np.ndarray, scores: np.ndarray, priv: np.ndarray
     triv_u = _group_costs(y, trivial, unpriv, fn_rate, fp_rate, br_u)
 
     def rate(num: float, den: float) -> float:
-        return float(min(max(num / den, 0.0), 1.0)) if den > 0 else 0.0
+        return float(num / den) if den != 0 else 0.0
 
     if cost_u > cost_p:  # the privileged side is cheaper: it is mixed up to the other's cost
         return MixingRates(br_p, br_u, rate(cost_u - cost_p, triv_p - cost_p), 0.0)
@@ -177,7 +135,9 @@ class CalibratedEqualizedOdds(Mitigation):
     scores by its base rate until the groups' generalized costs match.
 
     Fitted on a held-out part of the training data (the estimator is fitted on the rest).
-    Learned: ``rates_`` (:class:`MixingRates`), ``privileged_``, ``val_idx_``.
+    Learned: ``rates_`` (:class:`MixingRates`; a warning when they cannot equalize the
+    costs), ``privileged_``, ``val_idx_``; ``effect()`` gives the share of each side's
+    scores replaced.
     ``predict`` is the mixed score >= 0.5 and ``predict_score`` the mixed score itself
     (calibrated within each group), both drawn with the trial seed.
     """
@@ -201,9 +161,28 @@ class CalibratedEqualizedOdds(Mitigation):
         priv = sensitive[val_idx] == self.privileged_
         check_both_labels(y[val_idx], priv, who, "held-out rows")
         self.rates_ = calibrated_eq_odds_rates(y[val_idx], scores, priv, self.cost_constraint)
+        if not self.rates_.equalized:
+            warnings.warn(f"{who}: mixing cannot equalize the {self.cost_constraint} costs "
+                          f"on the held-out rows (mixing rates {self.rates_.priv_mix_rate:.3g}"
+                          f", {self.rates_.unpriv_mix_rate:.3g}; above 1 every score of the "
+                          f"cheaper group is replaced, below 0 none)", stacklevel=2)
         self.val_idx_ = val_idx
         self.estimator_ = model
         return self
+
+    def effect(self) -> dict[str, float]:
+        # the share of each side's scores replaced (AIF360's rates can leave [0, 1])
+        clip = lambda r: float(min(max(r, 0.0), 1.0))  # noqa: E731
+        return {"mix_rate_privileged": clip(self.rates_.priv_mix_rate),
+                "mix_rate_unprivileged": clip(self.rates_.unpriv_mix_rate),
+                "costs_equalized": float(self.rates_.equalized)}
+
+    def unchanged(self) -> str | None:
+        e = self.effect()
+        if e["mix_rate_privileged"] > 0 or e["mix_rate_unprivileged"] > 0:
+            return None
+        return ("no score is mixed (neither mixing rate is above 0 on the held-out rows): "
+                "the predictions are the estimator's own, fitted without the held-out rows")
 
     def predict_score(self, X, sensitive):
         X, sensitive = check_predict_inputs(X, sensitive)

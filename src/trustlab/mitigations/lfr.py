@@ -23,7 +23,8 @@ evaluations against ``maxfun``, so AIF360's default maxfun=5000 stops after abou
 5000 / (number of parameters) iterations; ``gradient: analytic`` uses the exact gradient
 (written out below, L_z's |.| by its sign) and makes each iteration cost one evaluation.
 With alpha fixed to 1 (the default, as AIF360, which has no alpha) the distance is
-scipy's ``cdist`` Euclidean distance, the one AIF360 uses.
+scipy's ``cdist`` Euclidean distance, the one AIF360 uses; learned, alpha is one weight
+per feature shared by both groups, starting at 1.
 
 The features are standardized first (scikit-learn's StandardScaler, fitted on the
 training rows) so that one distance scale fits one-hot and numeric columns alike. Then
@@ -52,11 +53,9 @@ from sklearn.base import clone
 from sklearn.preprocessing import StandardScaler
 
 from trustlab import registry
-from trustlab.errors import TrustlabError
-from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
+from trustlab.mitigations._checks import (PRIVILEGED_DOC, PrivilegedValue, check_fit_inputs,
+                                          check_predict_inputs, privileged_mask)
 from trustlab.mitigations.base import Mitigation
-from trustlab.mitigations.calibrated_equalized_odds import (PRIVILEGED_DOC, PrivilegedValue,
-                                                            privileged_mask)
 
 _EPS = np.finfo(float).eps  # AIF360's clip of ŷ, so that the log-loss stays finite
 
@@ -238,6 +237,13 @@ class LearningFairRepresentations(Mitigation):
         if self.predict_with == "estimator":
             self.estimator_ = clone(estimator).fit(self._transform(Z)[1], y)
         return self
+
+    def effect(self) -> dict[str, float]:
+        # The features are always replaced by x̂, so there is no "unchanged" case; these say
+        # how far (L_x, in squared standardized units) and how fair (L_z) the result is.
+        return {"reconstruction_error": self.losses_["L_x"],
+                "membership_parity_gap": self.losses_["L_z"],
+                "iterations": float(self.n_iter_)}
 
     def _transform(self, Z: np.ndarray):
         alpha = self.alpha_ if self.learn_alpha else None

@@ -24,8 +24,7 @@ import numpy as np
 from pydantic import Field, model_validator
 from sklearn.base import clone
 
-from trustlab.errors import TrustlabError
-from trustlab.mitigations._checks import check_fit_inputs
+from trustlab.mitigations._checks import check_fit_inputs, privileged_mask
 from trustlab.mitigations.base import Mitigation
 from trustlab import registry
 from trustlab.registry import ParamError
@@ -98,19 +97,8 @@ class Massaging(Mitigation):
         return make_model(self.ranker, self.ranker_params, self.seed)
 
     def _privileged_mask(self, y: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
-        values = np.unique(sensitive)
-        if len(values) < 2:
-            raise TrustlabError("massaging needs at least two groups in the training data")
-        if self.privileged is None:
-            rates = [y[sensitive == v].mean() for v in values]
-            self.privileged_ = values[int(np.argmax(rates))]
-        else:
-            if not np.any(sensitive == self.privileged):
-                raise TrustlabError(
-                    f"massaging: privileged value {self.privileged!r} does not occur in the "
-                    f"sensitive attribute (values: {', '.join(map(str, values[:10]))})")
-            self.privileged_ = self.privileged
-        return sensitive == self.privileged_
+        mask, self.privileged_ = privileged_mask(y, sensitive, self.privileged, "massaging")
+        return mask
 
     def fit(self, estimator, X, y, sensitive):
         X, y, sensitive = check_fit_inputs(X, y, sensitive)

@@ -45,11 +45,10 @@ from pydantic import Field, model_validator
 
 from trustlab import registry
 from trustlab.errors import TrustlabError
-from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
+from trustlab.mitigations._checks import (PRIVILEGED_DOC, PrivilegedValue, check_both_labels,
+                                          check_fit_inputs, check_predict_inputs,
+                                          holdout_scores, privileged_mask)
 from trustlab.mitigations.base import Mitigation
-from trustlab.mitigations.calibrated_equalized_odds import (PRIVILEGED_DOC, PrivilegedValue,
-                                                            check_both_labels,
-                                                            holdout_scores, privileged_mask)
 from trustlab.registry import ParamError
 
 Metric = Literal["statistical_parity", "average_odds", "equal_opportunity"]
@@ -212,6 +211,16 @@ class RejectOptionClassification(Mitigation):
         self.val_idx_ = val_idx
         self.estimator_ = model
         return self
+
+    def effect(self) -> dict[str, float]:
+        return {"class_thresh": self.class_thresh_, "roc_margin": self.roc_margin_,
+                "feasible": float(self.feasible_)}
+
+    def unchanged(self) -> str | None:
+        if self.roc_margin_ > 0 or self.class_thresh_ != 0.5:
+            return None
+        return ("margin 0 at threshold 0.5: the predictions are the estimator's own, fitted "
+                "without the held-out rows")
 
     def predict(self, X, sensitive):
         X, sensitive = check_predict_inputs(X, sensitive)
