@@ -270,7 +270,7 @@ def test_optimizers_declare_their_parameters_once():
     for name, entry in OPTIMIZERS.items():
         assert issubclass(entry, Optimizer) and entry.name == name
         assert (entry.__doc__ or "").strip().splitlines()[0]
-    assert OPTIMIZERS.params("bayesian").model_fields == {}
+    assert set(OPTIMIZERS.params("bayesian").model_fields) == {"batch_size"}
     g = GradientSearch()
     assert (g.learning_rate, g.inner_steps, g.inner_lr) == (0.3, 20, 1.0)
     assert GradientSearch(learning_rate=0.05).params.to_dict() == {
@@ -301,7 +301,7 @@ def test_gradient_parameters_written_flat_in_the_attack_block():
     assert cfg.attack.entry_params == {"learning_rate": 0.1, "inner_steps": 3, "inner_lr": 1.0}
     dumped = cfg.model_dump()["attack"]
     assert dumped["optimizer"] == "gradient" and dumped["inner_steps"] == 3
-    assert config().attack.entry_params == {}
+    assert config().attack.entry_params == {"batch_size": 4}  # bayesian's own default
     # the victim block is a models-registry choice restricted to the victims
     assert cfg.victim.name == "random_forest" and cfg.victim.params["n_estimators"] == N_TREES
 
@@ -351,3 +351,86 @@ def test_prepare_takes_plain_arguments_and_names_bad_ones():
     with pytest.raises(ParamError) as err:
         prepare(ds, "age", privileged=">25", **kw)
     assert err.value.key == "use_sensitive_as_feature"
+
+
+# -- protocols, the robust objective, the batched search --------------------------------------
+def test_attack4good_protocol_scores_on_test_rows_and_is_labelled(german, tmp_path):
+    _, data = german
+    leaky = objective_for(data, 0, protocol="attack4good")
+    assert np.array_equal(leaky.X_val, data.test.X) and np.array_equal(leaky.y_val, data.test.y)
+    poison = data.space.random(np.random.default_rng(3))
+    ev = leaky.evaluate(poison)
+    model = oracle_forest(data.fit.X, data.fit.y, poison, 0)
+    want = oracle_gaps(data.test.y, model.predict(data.test.X), data.test.group)
+    assert ev.fpr_difference == pytest.approx(want["fpr_difference"], abs=1e-12)
+    assert ev.accuracy == pytest.approx(want["accuracy"], abs=1e-12)
+    # a trial with the protocol says so in its metrics, its trace and its report
+    out = run(config(protocol="attack4good", n_trials=4), 0, TrialContext("t", 1))
+    assert out.metrics["protocol_leaky"] == 1.0
+    trace = json.loads(out.artifacts["trace.json"])
+    assert trace["protocol"] == "attack4good" and "TEST" in trace["scored_on"]
+    assert run(config(n_trials=4), 0, TrialContext("t", 1)).metrics["protocol_leaky"] == 0.0
+    with pytest.raises(ParamError, match="robust.folds"):
+        objective_for(data, 0, protocol="attack4good", robust={"folds": 2})
+
+
+def test_robust_objective_is_the_mean_of_its_parts(german):
+    from sklearn.model_selection import StratifiedKFold
+
+    _, data = german
+    robust = {"refits": 2, "folds": 3, "spread_penalty": 0.5}
+    obj = make_objective(data, lambda seed=0: make_model("random_forest",
+                                                          {"n_estimators": N_TREES}, seed=seed),
+                         objective="fpr_difference", robust=robust, seed=7)
+    poison = data.space.random(np.random.default_rng(1))
+    ev = obj.evaluate(poison)
+    # by hand: pool the attacker's rows, 3 stratified folds, 2 victim seeds per fold
+    X = np.vstack([data.fit.X, data.validation.X])
+    y = np.concatenate([data.fit.y, data.validation.y])
+    g = np.concatenate([data.fit.group, data.validation.group])
+    gaps = []
+    for tr, te in StratifiedKFold(3, shuffle=True, random_state=7).split(X, y):
+        for victim_seed in (7 * 1009 + 1, 7 * 1009 + 2):
+            model = oracle_forest(X[tr], y[tr], poison, victim_seed)
+            gaps.append(oracle_gaps(y[te], model.predict(X[te]), g[te])["fpr_difference"])
+    assert ev.n_refits == 6 and len(obj.parts) == 6
+    assert ev.gap == pytest.approx(np.mean(gaps), abs=1e-12)
+    assert ev.gap_spread == pytest.approx(np.std(gaps), abs=1e-12)
+    assert ev.objective == pytest.approx(np.mean(gaps) + 0.5 * np.std(gaps), abs=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["bayesian", "random"])
+def test_parallel_search_finds_what_the_sequential_one_finds(german, optimizer):
+    _, data = german
+    obj = objective_for(data, 0)
+    runs = [attack(obj, data.space, optimizer=optimizer, n_trials=8, seed=3, threads=t,
+                   batch_size=4) for t in (1, 4)]
+    assert [e.objective for e in runs[0].trace] == [e.objective for e in runs[1].trace]
+    assert np.array_equal(runs[0].best.X, runs[1].best.X)
+    if optimizer == "random":  # the random sampler ignores the history: batches change nothing
+        one_by_one = attack(obj, data.space, optimizer="random", n_trials=8, seed=3,
+                            batch_size=1)
+        assert np.array_equal(one_by_one.best.X, runs[0].best.X)
+
+
+def test_budget_curve_in_the_report(tmp_path, capsys):
+    from trustlab.cli import main
+
+    path = tmp_path / "budget.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: budget
+        kind: poisoning
+        dataset: {{name: german, sensitive: sex, privileged: male}}
+        victim: {{name: random_forest, params: {{n_estimators: {N_TREES}}}}}
+        attack: {{optimizer: random, n_trials: 2}}
+        seeds: [0, 1]
+        grid:
+          attack.n_points: [2, 6]
+          attack.protocol: [leak_free, attack4good]
+    """))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--workers", "1"]) == 0
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Fairness poisoning: budget curve" in page and "poisoning budget curve" in page
+    assert "use the Attack4Good protocol" in page and "LEAKY: searched on test" in page

@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from trustlab.cli import FORMAT_HELP, JSON_ALIAS_HELP, OutputFormat, chosen_format, command
+from trustlab.errors import TrustlabError
 from trustlab.io.tables import read_table, require_columns
-from trustlab.metrics import AuditResult, audit
+from trustlab.metrics import AuditResult, audit, audit_table
 
 
 @command("audit", examples=[
@@ -48,12 +49,15 @@ def audit_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_ALIAS_HELP),
 ) -> None:
     """Audit a model's predictions for bias: overall, per group, disparities."""
-    frame = read_table(file)
-    columns = [label, pred, *group] + ([score] if score else [])
-    require_columns(frame, columns, file)
-    result = audit(frame[label], frame[pred], frame[list(group)],
-                   y_score=frame[score] if score else None, privileged=privileged,
-                   pos_label=pos_label, ci=ci, multiclass=multiclass)
+    options = dict(privileged=privileged, pos_label=pos_label, ci=ci, multiclass=multiclass)
+    if score:  # ROC AUC needs every score: the whole file in memory
+        frame = read_table(file)
+        require_columns(frame, [label, pred, *group, score], file)
+        result = audit(frame[label], frame[pred], frame[list(group)], y_score=frame[score],
+                       **options)
+    else:  # streamed a chunk at a time: memory does not grow with the rows
+        _check_file(file)
+        result = audit_table(file, label=label, pred=pred, groups=list(group), **options)
     fmt = chosen_format(format, as_json)
     if fmt == "json":
         print(json.dumps(result.to_dict()))
@@ -61,6 +65,15 @@ def audit_command(
         sys.stdout.write(by_group_csv(result))
     else:
         print_audit(result, Console())
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise TrustlabError(f"{path}: no such file")
+    if path.is_dir():
+        raise TrustlabError(f"{path}: is a directory, expected a CSV or Parquet file")
+    if path.stat().st_size == 0:
+        raise TrustlabError(f"{path}: file is empty")
 
 
 def by_group_csv(result: AuditResult) -> str:

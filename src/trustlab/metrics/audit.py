@@ -148,9 +148,17 @@ def _derive(C: np.ndarray, pos: int | None, priv_member: np.ndarray | None
     return overall, by_group, disp
 
 
+def check_ci(ci: Any) -> None:
+    """``ci`` is None/False (no interval), True (0.95) or a level strictly in (0, 1)."""
+    if ci is not None and ci is not False and not (ci is True or 0 < float(ci) < 1):
+        raise TrustlabError(f"ci must be a confidence level between 0 and 1 (e.g. 0.95), "
+                            f"got {ci}")
+
+
 def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
           privileged: Any = None, ci: float | bool | None = None, pos_label: Any = None,
-          n_boot: int = 1000, ci_seed: int = 0, multiclass: bool = False) -> AuditResult:
+          n_boot: int = 1000, ci_seed: int = 0, multiclass: bool = False,
+          row_counts: Any = None) -> AuditResult:
     """Audit predictions for bias.
 
     ``groups`` is one column (array or Series) or several (DataFrame or dict); with several,
@@ -162,19 +170,27 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
     ``ci`` (e.g. ``0.95``) adds percentile bootstrap intervals, resampling within each
     group. ``y_score`` (P(positive)) adds ROC AUC overall and per group. A prediction
     that is not among the labels is an error unless ``multiclass`` (then every value seen
-    is a class).
+    is a class). ``row_counts`` says how many rows each input row stands for (what
+    :func:`~trustlab.metrics.stream.audit_table` passes after counting a table chunk by
+    chunk; no ``y_score`` then).
     """
-    if ci is not None and ci is not False and not (ci is True or 0 < float(ci) < 1):
-        raise TrustlabError(f"ci must be a confidence level between 0 and 1 (e.g. 0.95), "
-                            f"got {ci}")
+    check_ci(ci)
     t = as_column(y_true, "y_true")
     p = as_column(y_pred, "y_pred")
-    n = len(t)
-    if len(p) != n:
-        raise TrustlabError(f"y_true has {n} rows but y_pred has {len(p)}")
-    if n == 0:
+    n_in = len(t)
+    if len(p) != n_in:
+        raise TrustlabError(f"y_true has {n_in} rows but y_pred has {len(p)}")
+    if n_in == 0:
         raise TrustlabError("nothing to audit: there are no rows")
-    columns = group_columns(groups, n)
+    weights = None
+    if row_counts is not None:
+        weights = np.asarray(row_counts, dtype=np.float64)
+        if weights.shape != (n_in,) or (weights < 0).any():
+            raise TrustlabError("row_counts must be one non-negative count per row")
+        if y_score is not None:
+            raise TrustlabError("ROC AUC needs every row's score: not with row_counts")
+    n = int(round(weights.sum())) if weights is not None else n_in
+    columns = group_columns(groups, n_in)
     if not multiclass:
         _check_predictions_are_labels(t, p)
     [t_codes, p_codes], classes = factorize(t, p, what="labels")
@@ -195,7 +211,7 @@ def audit(y_true: Any, y_pred: Any, groups: Any, *, y_score: Any = None,
         t_codes, p_codes = 1 - t_codes, 1 - p_codes
         pos = 1
     g_codes, keys, col_codes, col_values = encode_groups(columns)
-    C = cm.confusion_counts(t_codes, p_codes, g_codes, len(classes), len(keys))
+    C = cm.confusion_counts(t_codes, p_codes, g_codes, len(classes), len(keys), weights)
 
     priv_member = None
     priv_info = None

@@ -12,11 +12,18 @@ import numpy as np
 
 
 def confusion_counts(true_codes: np.ndarray, pred_codes: np.ndarray, group_codes: np.ndarray,
-                     n_classes: int, n_groups: int) -> np.ndarray:
-    """``C[g, t, p]`` = rows of group g with true class t predicted as p (one bincount)."""
+                     n_classes: int, n_groups: int, row_counts: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """``C[g, t, p]`` = rows of group g with true class t predicted as p (one bincount).
+    ``row_counts``: each input row stands for that many rows (a streamed, pre-counted
+    table)."""
     k = n_classes
     index = (group_codes * k + true_codes) * k + pred_codes
-    flat = np.bincount(index, minlength=n_groups * k * k)
+    if row_counts is None:
+        flat = np.bincount(index, minlength=n_groups * k * k)
+    else:
+        flat = np.bincount(index, weights=row_counts, minlength=n_groups * k * k)
+        flat = np.rint(flat).astype(np.int64)
     return flat.reshape(n_groups, k, k)
 
 

@@ -20,11 +20,31 @@ def _objectives(results) -> dict[str, str]:
             for t in results.ok()}
 
 
+LEAKY_TAG = " [LEAKY: searched on test]"
+
+
+def _label(row, keys) -> str:
+    """The grid point's label, tagged when its search was scored on the test split."""
+    from trustlab.report.plots import point_label
+
+    label = point_label(row, keys) if keys else "all"
+    return label + (LEAKY_TAG if row.get("protocol_leaky", 0) == 1 else "")
+
+
+def leak_warning(results) -> str:
+    """A warning paragraph when some trials used the seed's leaky protocol ('' if none)."""
+    ok = _ok_frame(results)
+    if ok.empty or "protocol_leaky" not in ok.columns or not (ok["protocol_leaky"] == 1).any():
+        return ""
+    n = int((ok["protocol_leaky"] == 1).sum())
+    return (f'<p class="bad"><b>{n} trial(s) use the Attack4Good protocol: their search was '
+            "scored on the test split, so their test numbers are not an honest estimate "
+            f"(marked{LEAKY_TAG}).</b> Compare them with the leak-free trials.</p>")
+
+
 def before_after_section(results, ctx: ReportContext) -> Section | None:
     """One arrow per grid point from the clean victim (seed mean) to the poisoned one."""
-    import pandas as pd
-
-    from trustlab.report.plots import plt, png_img, point_label
+    from trustlab.report.plots import plt, png_img
 
     ok = _ok_frame(results)
     if ok.empty or "clean_accuracy" not in ok.columns:
@@ -37,8 +57,7 @@ def before_after_section(results, ctx: ReportContext) -> Section | None:
         cols = ["clean_accuracy", "poisoned_accuracy", f"clean_{obj}", f"poisoned_{obj}"]
         if any(c not in rows.columns for c in cols):
             continue
-        labels = rows.apply(lambda r: point_label(r, keys), axis=1) if keys else \
-            pd.Series("all", index=rows.index)
+        labels = rows.apply(lambda r: _label(r, keys), axis=1)
         means = rows[cols].groupby(labels.to_numpy(), sort=False).mean()
         counts = rows.groupby(labels.to_numpy(), sort=False).size()
         fig, ax = plt.subplots(figsize=(8.5, 5.6))
@@ -64,14 +83,15 @@ def before_after_section(results, ctx: ReportContext) -> Section | None:
     note = ("<p>Each arrow goes from the clean victim to the victim retrained on the "
             "training data plus the best poison the attack found (seed means, test split). "
             "An arrow pointing left is a fairer model.</p>")
-    return Section("Fairness poisoning: before → after", note + "\n".join(parts))
+    return Section("Fairness poisoning: before → after",
+                   leak_warning(results) + note + "\n".join(parts))
 
 
 def trace_section(results, ctx: ReportContext) -> Section | None:
     """Best-so-far validation objective against the number of victim evaluations."""
     import numpy as np
 
-    from trustlab.report.plots import plt, png_img, point_label
+    from trustlab.report.plots import plt, png_img
 
     ok = _ok_frame(results)
     if ok.empty:
@@ -94,7 +114,7 @@ def trace_section(results, ctx: ReportContext) -> Section | None:
             continue
         if values.size == 0:
             continue
-        label = point_label(row, keys)
+        label = _label(row, keys)
         curves.setdefault(label, []).append(np.minimum.accumulate(values))
         cleans.setdefault(label, []).append(clean)
         optimizers[label] = trace.get("optimizer", "bayesian")
@@ -127,3 +147,48 @@ def trace_section(results, ctx: ReportContext) -> Section | None:
             "with the same seed, so the two curves agree until TPE starts modelling.</p>")
     return Section("Fairness poisoning: optimization trace",
                    note + png_img(fig, "optimization trace") + reader.note())
+
+
+def budget_section(results, ctx: ReportContext) -> Section | None:
+    """Test gap and accuracy against the poison budget (``attack.n_points`` as a grid
+    axis): mean and 95 % Student-t interval over seeds, clean victim beside the poisoned
+    one."""
+    import numpy as np
+    from scipy import stats
+
+    from trustlab.report.plots import plt, png_img
+
+    ok = _ok_frame(results)
+    key = "attack.n_points"
+    if ok.empty or key not in results.grid_keys or ok[key].nunique() < 2:
+        return None
+    objective = next(iter(_objectives(results).values()), "fpr_difference")
+    budgets = sorted(ok[key].astype(int).unique())
+
+    def mean_ci(values):
+        v = np.asarray(values, dtype=float)
+        half = (stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+                if len(v) > 1 else 0.0)
+        return v.mean(), half
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (metric, title) in zip(axes, ((objective, f"test {objective}"),
+                                          ("accuracy", "test accuracy"))):
+        for which, style in (("clean", "--"), ("poisoned", "-")):
+            col = f"{which}_{metric}"
+            stats_ = [mean_ci(ok.loc[ok[key].astype(int) == b, col]) for b in budgets]
+            m = np.array([s[0] for s in stats_])
+            h = np.array([s[1] for s in stats_])
+            ax.plot(budgets, m, style, marker="o", label=which)
+            ax.fill_between(budgets, m - h, m + h, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.set_xlabel("poison rows (n_points)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    n = int(ok.groupby(ok[key].astype(int)).size().min())
+    note = (f"<p>Mean over seeds (n = {n} per budget) with 95 % Student-t intervals; the "
+            "dashed line is the clean victim of the same seeds.</p>")
+    return Section("Fairness poisoning: budget curve",
+                   leak_warning(results) + note + png_img(fig, "poisoning budget curve"))

@@ -167,14 +167,54 @@ def prepare(ds, sensitive: str, *, privileged: Any = None,
                          privileged=priv)
 
 
-def make_objective(data: PoisoningData, make_victim: Callable[[], Any], *,
-                   objective: Objective, accuracy_floor: float | None = None
+def make_objective(data: PoisoningData, make_victim: Callable[..., Any], *,
+                   objective: Objective, accuracy_floor: float | None = None,
+                   protocol: str = "leak_free", robust: Any = None, seed: int = 0
                    ) -> PoisonObjective:
     """The outer objective of an attack on ``data``: ``make_victim()`` refit on the fit
-    split plus a candidate poison, scored on the validation split."""
-    return PoisonObjective(make_victim, data.fit.X, data.fit.y, data.validation.X,
-                           data.validation.y, data.validation.group, objective=objective,
-                           accuracy_floor=accuracy_floor)
+    split plus a candidate poison, scored on the validation split — or on the test split
+    with ``protocol="attack4good"`` (the seed's leaky evaluation).
+
+    ``robust`` (a :class:`~.settings.RobustSettings` or its mapping) scores each candidate
+    on ``folds`` x ``refits`` parts: with ``folds`` >= 2 the attacker's fit and validation
+    rows are pooled and split into stratified folds (refit on the others + poison, score
+    on the held-out fold); each part's victim gets its own seed (derived from ``seed``,
+    never the final victim's).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from trustlab.attacks.fairness_poisoning.objective import ScoringPart
+    from trustlab.attacks.fairness_poisoning.settings import RobustSettings
+
+    if protocol not in ("leak_free", "attack4good"):
+        raise ParamError("protocol", f"unknown protocol {protocol!r}; choose leak_free or "
+                                     "attack4good")
+    scored = data.test if protocol == "attack4good" else data.validation
+    parts = None
+    r = RobustSettings.model_validate(robust) if robust is not None else None
+    if r is not None:
+        seeds = [seed * 1009 + 1 + j for j in range(r.refits)]
+        if r.folds == 1 or protocol == "attack4good":
+            if r.folds > 1:
+                raise ParamError("robust.folds", "cross-fitting folds need the attacker's "
+                                                 "own rows; protocol attack4good scores on "
+                                                 "the test split")
+            parts = [ScoringPart(data.fit.X, data.fit.y, scored.X, scored.y, scored.group, s)
+                     for s in seeds]
+        else:
+            X = np.vstack([data.fit.X, data.validation.X])
+            y = np.concatenate([data.fit.y, data.validation.y])
+            g = np.concatenate([data.fit.group, data.validation.group])
+            folds = StratifiedKFold(r.folds, shuffle=True, random_state=seed)
+            try:
+                splits = list(folds.split(X, y))
+            except ValueError as exc:
+                raise ParamError("robust.folds", f"{r.folds}: {exc}") from None
+            parts = [ScoringPart(X[tr], y[tr], X[te], y[te], g[te], s)
+                     for tr, te in splits for s in seeds]
+    return PoisonObjective(make_victim, data.fit.X, data.fit.y, scored.X, scored.y,
+                           scored.group, objective=objective, accuracy_floor=accuracy_floor,
+                           parts=parts, spread_penalty=r.spread_penalty if r else 0.0)
 
 
 __all__ = ["PoisoningData", "Split", "group_values", "make_objective", "prepare",

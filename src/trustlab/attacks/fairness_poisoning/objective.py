@@ -1,5 +1,11 @@
 """The outer objective: refit the victim on ``fit + poison`` and score a fairness gap of
-the refit victim on the attacker's validation split, with an optional accuracy floor."""
+the refit victim on the attacker's validation split, with an optional accuracy floor.
+
+A *robust* objective scores each candidate on several parts — victim refits with other
+seeds, and folds of the attacker's data (cross-fitting: the victim is refit on the other
+folds plus the poison and scored on the held-out one) — and takes the mean of the parts'
+gaps, optionally plus a penalty on their spread: a poison that only fits one validation
+split or one victim's randomness scores worse."""
 
 from __future__ import annotations
 
@@ -50,17 +56,36 @@ class Evaluation:
     fpr_difference: float
     demographic_parity_difference: float
     fit_time_s: float
+    n_refits: int = 1          # victim refits behind this evaluation (robust: one per part)
+    gap_spread: float = 0.0    # standard deviation of the parts' gaps (0 with one part)
+
+
+@dataclass(frozen=True)
+class ScoringPart:
+    """One refit of a robust objective: the victim (seeded ``victim_seed``; None: the
+    factory's own seed) trained on ``X_fit`` plus the poison, scored on ``X_val``."""
+
+    X_fit: np.ndarray
+    y_fit: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    g_val: np.ndarray
+    victim_seed: int | None = None
 
 
 class PoisonObjective:
     """Refit the victim on ``fit + poison`` and score it on the validation split.
 
-    ``make_victim()`` returns a fresh, unfitted scikit-learn-compatible estimator; a
-    picklable factory (e.g. ``functools.partial``) lets the objective travel to workers.
+    ``make_victim()`` returns a fresh, unfitted scikit-learn-compatible estimator (called
+    with ``seed=`` for a part that names one); a picklable factory (e.g.
+    ``functools.partial``) lets the objective travel to workers. ``parts`` (default: the
+    one fit/validation split) are what :meth:`evaluate` averages over;
+    ``spread_penalty`` x the standard deviation of the parts' gaps is added to the mean.
     """
 
-    def __init__(self, make_victim: Callable[[], Any], X_fit, y_fit, X_val, y_val, g_val, *,
-                 objective: Objective, accuracy_floor: float | None = None):
+    def __init__(self, make_victim: Callable[..., Any], X_fit, y_fit, X_val, y_val, g_val, *,
+                 objective: Objective, accuracy_floor: float | None = None,
+                 parts: list[ScoringPart] | None = None, spread_penalty: float = 0.0):
         if objective not in OBJECTIVES:
             raise TrustlabError(f"unknown poisoning objective {objective!r}; choose one of: "
                                 f"{', '.join(OBJECTIVES)}")
@@ -70,13 +95,22 @@ class PoisonObjective:
         self.g_val = np.asarray(g_val).astype(str)
         self.objective = objective
         self.accuracy_floor = accuracy_floor
+        self.parts = parts or [ScoringPart(self.X_fit, self.y_fit, self.X_val, self.y_val,
+                                           self.g_val)]
+        self.spread_penalty = float(spread_penalty)
+
+    def _victim(self, seed: int | None):
+        return self.make_victim() if seed is None else self.make_victim(seed=seed)
+
+    @staticmethod
+    def _with(X, y, poison: PoisonSet | None):
+        if poison is None:
+            return X, y
+        return np.vstack([X, poison.X]), np.concatenate([y, poison.y])
 
     def fit(self, poison: PoisonSet | None):
         """The victim trained on the fit split plus ``poison`` (None: the clean victim)."""
-        X, y = self.X_fit, self.y_fit
-        if poison is not None:
-            X, y = np.vstack([X, poison.X]), np.concatenate([y, poison.y])
-        return self.make_victim().fit(X, y)
+        return self._victim(None).fit(*self._with(self.X_fit, self.y_fit, poison))
 
     def score(self, gaps: dict[str, float]) -> float:
         value = gaps[self.objective]
@@ -85,15 +119,23 @@ class PoisonObjective:
         return float(value)
 
     def evaluate(self, poison: PoisonSet | None) -> Evaluation:
+        """Refit per part; the mean of the parts' gaps, scored, plus the spread penalty."""
         t0 = time.perf_counter()
-        model = self.fit(poison)
+        per_part = []
+        for part in self.parts:
+            model = self._victim(part.victim_seed).fit(
+                *self._with(part.X_fit, part.y_fit, poison))
+            per_part.append(fairness_gaps(part.y_val, model.predict(part.X_val),
+                                          np.asarray(part.g_val).astype(str)))
         elapsed = time.perf_counter() - t0
-        gaps = fairness_gaps(self.y_val, model.predict(self.X_val), self.g_val)
-        return Evaluation(objective=self.score(gaps), gap=gaps[self.objective],
-                          accuracy=gaps["accuracy"], fpr_difference=gaps["fpr_difference"],
+        gaps = {k: float(np.mean([g[k] for g in per_part])) for k in per_part[0]}
+        spread = float(np.std([g[self.objective] for g in per_part]))
+        return Evaluation(objective=self.score(gaps) + self.spread_penalty * spread,
+                          gap=gaps[self.objective], accuracy=gaps["accuracy"],
+                          fpr_difference=gaps["fpr_difference"],
                           demographic_parity_difference=gaps["demographic_parity_difference"],
-                          fit_time_s=elapsed)
+                          fit_time_s=elapsed, n_refits=len(self.parts), gap_spread=spread)
 
 
 __all__ = ["Evaluation", "FLOOR_PENALTY", "OBJECTIVES", "Objective", "PoisonObjective",
-           "fairness_gaps"]
+           "ScoringPart", "fairness_gaps"]

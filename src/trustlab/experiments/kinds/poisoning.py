@@ -13,8 +13,9 @@ subsamples the training split, prepares the attack's data
 (:func:`~trustlab.attacks.fairness_poisoning.prepare`), trains the clean victim, runs the
 attack, retrains on fit + the best poison and audits both victims on the test split.
 Metrics: ``clean_*``/``poisoned_*`` accuracy and gaps, ``fairness_gain``, the poisoned
-model's flat audit, ``n_evaluations``, ``best_validation_objective``,
-``clean_validation_objective`` and timings. Artifacts: ``poison.npz`` (X, y, group,
+model's flat audit, ``n_evaluations``, ``n_victim_refits``, ``protocol_leaky`` (1 with
+``attack.protocol: attack4good``: the search was scored on the test split),
+``best_validation_objective``, ``clean_validation_objective`` and timings. Artifacts: ``poison.npz`` (X, y, group,
 feature_names) and ``trace.json`` (one record per victim evaluation).
 """
 
@@ -117,8 +118,12 @@ def run(cfg: PoisoningConfig, seed: int, ctx: TrialContext) -> TrialOutput:
                        poison_label=a.poison_label, poison_group=a.poison_group, seed=seed)
     except ParamError as exc:
         raise _config_key(exc) from None
-    objective = make_objective(data, partial(make_model, v.name, v.params, seed=seed),
-                               objective=a.objective, accuracy_floor=a.accuracy_floor)
+    try:
+        objective = make_objective(data, partial(make_model, v.name, v.params, seed=seed),
+                                   objective=a.objective, accuracy_floor=a.accuracy_floor,
+                                   protocol=a.protocol, robust=a.robust, seed=seed)
+    except ParamError as exc:
+        raise exc.under("attack") from None
 
     t0 = time.perf_counter()
     clean_model = objective.fit(None)
@@ -144,6 +149,11 @@ def run(cfg: PoisoningConfig, seed: int, ctx: TrialContext) -> TrialOutput:
         "fairness_gain": clean[a.objective] - poisoned[a.objective],
         "accuracy_change": poisoned["accuracy"] - clean["accuracy"],
         "n_evaluations": float(result.n_evaluations),
+        # victim refits the search paid for (a robust candidate costs one per part)
+        "n_victim_refits": float(sum(e.n_refits for e in result.trace)),
+        # 1: the search was scored on the test split (the seed's protocol), so the test
+        # metrics above are not an honest estimate
+        "protocol_leaky": float(a.protocol == "attack4good"),
         "best_validation_objective": result.best_evaluation.objective,
         "clean_validation_objective": clean_val.objective,
         "attack_time_s": attack_time,
@@ -152,7 +162,9 @@ def run(cfg: PoisoningConfig, seed: int, ctx: TrialContext) -> TrialOutput:
         "n_train": float(len(data.fit)), "n_val": float(len(data.validation)),
         "n_test": float(len(test)), "n_poison": float(a.n_points),
     })
-    trace = {"objective": a.objective, "optimizer": a.optimizer,
+    trace = {"objective": a.objective, "optimizer": a.optimizer, "protocol": a.protocol,
+             "scored_on": "TEST split (leaky)" if a.protocol == "attack4good" else
+             "the attacker's validation rows",
              "clean_validation_objective": clean_val.objective,
              "evaluations": [asdict(e) for e in result.trace]}
     return TrialOutput(metrics=metrics, artifacts={
