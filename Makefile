@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-cluster bench clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,13 @@ demo: setup
 	$(BIN)/trustlab demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not cluster"
+
+# Real daemons: a single-node Slurm (.ci/slurm-up.sh installs and starts it, or says in
+# one line why it cannot) and Dask scheduler/worker processes.
+test-cluster: setup
+	./.ci/slurm-up.sh || true
+	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py
 
 bench: setup
 	$(BIN)/python bench/bench_metrics.py

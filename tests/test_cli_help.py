@@ -59,13 +59,13 @@ def test_every_command_ends_with_examples_that_parse(name, capsys):
 
 
 def test_choices_are_listed_and_enforced(capsys):
-    assert "<local|dask>" in _help(capsys, "run")
+    assert "<local|dask|slurm>" in _help(capsys, "run")
     for name in ("results", "datasets", "list", "audit"):
         assert "<table|json|csv>" in _help(capsys, name), name
     assert "one per CPU core" in _help(capsys, "run")
     assert main(["run", "x.yaml", "--executor", "dusk"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'dusk' is not one of 'local', 'dask'" in err[0]
+    assert len(err) == 1 and "'dusk' is not one of 'local', 'dask', 'slurm'" in err[0]
 
 
 def test_format_csv_and_the_json_alias(capsys):

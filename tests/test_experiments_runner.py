@@ -237,3 +237,22 @@ def test_slurm_block_builds_a_slurm_cluster(tmp_path):
         cluster.close()
     assert "#SBATCH -p gpu" in script and "#SBATCH --cpus-per-task=4" in script
     assert "#SBATCH --exclusive" in script and "#SBATCH -t 00:30:00" in script
+
+
+def test_executor_slurm_without_slurm_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: s
+        kind: "{KIND}"
+        executor:
+          slurm: {{jobs: 1}}
+    """))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 2  # slurm: the block's default
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sbatch is not on PATH" in err[0]
+    assert not out.exists()
+    assert main(["run", str(path), "--out", str(out), "--executor", "local",
+                 "--jobs", "2"]) == 2
+    assert "--jobs sets a Slurm job's resources" in capsys.readouterr().err

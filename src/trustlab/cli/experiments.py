@@ -16,10 +16,14 @@ from trustlab.errors import TrustlabError
 class Executor(str, Enum):
     local = "local"
     dask = "dask"
+    slurm = "slurm"
 
 
-def _run(path: Path, *, out: Optional[Path], executor: str, workers: int,
-         scheduler: Optional[str], overrides: list[str], report: bool = False) -> Path:
+
+
+def _run(path: Path, *, out: Optional[Path], executor: Optional[str], workers: int,
+         scheduler: Optional[str], overrides: list[str], report: bool = False,
+         slurm_flags: dict | None = None) -> Path:
     from rich.console import Console
 
     from trustlab.cli import command_line
@@ -28,6 +32,7 @@ def _run(path: Path, *, out: Optional[Path], executor: str, workers: int,
 
     exp = load_experiment(path, overrides)
     err = Console(stderr=True)
+    executor = _choose_executor(exp, executor, scheduler, slurm_flags or {})
     summary = run_experiment(exp, out, executor=executor, workers=workers,
                              scheduler=scheduler, console=err, command=command_line())
     print_summary(summary.out_dir)
@@ -45,19 +50,43 @@ def _run(path: Path, *, out: Optional[Path], executor: str, workers: int,
     return summary.out_dir
 
 
+def _choose_executor(exp, executor: Optional[str], scheduler: Optional[str],
+                     slurm_flags: dict) -> str:
+    """The executor to use: as given; else slurm when the experiment has an
+    ``executor.slurm`` block (and no --scheduler), else local. Slurm flags override the
+    block's resources; a block that --executor local leaves unused is said in one line."""
+    from trustlab.experiments.config import SlurmConfig
+
+    block = exp.engine.executor.slurm
+    if executor is None:
+        executor = "slurm" if block is not None and not scheduler else (
+            "dask" if scheduler else "local")
+    flags = {k: v for k, v in slurm_flags.items() if v is not None}
+    if flags:
+        if executor not in ("slurm", "dask") or scheduler:
+            raise TrustlabError(f"--{next(iter(flags))} sets a Slurm job's resources: it needs "
+                                "--executor slurm")
+        exp.engine.executor.slurm = (block or SlurmConfig()).model_copy(update=flags)
+    elif block is not None and executor == "local":
+        print("trustlab: note: the experiment's executor.slurm block is not used with "
+              "--executor local (use --executor slurm to run on the cluster)", file=sys.stderr)
+    return executor
+
+
 @command("run", examples=[
     "trustlab run experiments/demo.yaml",
     "trustlab run experiments/backdoor_mnist.yaml --set 'seeds=[0, 1]' --out runs/bd-2seeds",
-    "trustlab run experiments/income_fairness.yaml --executor dask --scheduler "
-    "tcp://10.0.0.5:8786",
+    "trustlab run experiments/income_fairness.yaml --executor slurm --jobs 4 --cores 8 "
+    "--queue gpu",
 ])
 def run_cmd(
     experiment: Path = typer.Argument(..., help="Experiment YAML file.", metavar="EXPERIMENT"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", show_default="runs/<name>",
                                        help="Output directory."),
-    executor: Executor = typer.Option(Executor.local, "--executor",
-                                      help="Where trials run: worker processes here, or a "
-                                           "Dask cluster."),
+    executor: Optional[Executor] = typer.Option(
+        None, "--executor", show_default="slurm if the experiment has an executor.slurm "
+        "block, else local", help="Where trials run: worker processes here, a Dask cluster, "
+        "or Slurm jobs (dask-jobqueue)."),
     workers: int = typer.Option(0, "--workers", show_default="one per CPU core",
                                 help="Parallel worker processes."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
@@ -67,6 +96,18 @@ def run_cmd(
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", metavar="DIR", show_default="$TRUSTLAB_DATA",
         help="Local data directory."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Slurm jobs to start "
+                                       "(overrides executor.slurm.jobs).", rich_help_panel="Slurm"),
+    cores: Optional[int] = typer.Option(None, "--cores", min=1, help="Cores per Slurm job.",
+                                        rich_help_panel="Slurm"),
+    memory: Optional[str] = typer.Option(None, "--memory", metavar="SIZE",
+                                         help="Memory per Slurm job, e.g. 8GB.",
+                                         rich_help_panel="Slurm"),
+    walltime: Optional[str] = typer.Option(None, "--walltime", metavar="HH:MM:SS",
+                                           help="Wall time of a Slurm job.",
+                                           rich_help_panel="Slurm"),
+    queue: Optional[str] = typer.Option(None, "--queue", metavar="PARTITION",
+                                        help="Slurm partition.", rich_help_panel="Slurm"),
 ) -> None:
     """Run or resume an experiment sweep; finished trials are skipped."""
     import os
@@ -79,8 +120,10 @@ def run_cmd(
         # Through the environment, so worker processes (local or Dask) see it too.
         os.environ["TRUSTLAB_DATA"] = str(data_dir.resolve())
 
-    _run(experiment, out=out, executor=executor.value, workers=workers or cpu_count(),
-         scheduler=scheduler, overrides=list(set_))
+    _run(experiment, out=out, executor=executor.value if executor else None,
+         workers=workers or cpu_count(), scheduler=scheduler, overrides=list(set_),
+         slurm_flags={"jobs": jobs, "cores": cores, "memory": memory, "walltime": walltime,
+                      "queue": queue})
 
 
 @command("results", examples=[

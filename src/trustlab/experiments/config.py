@@ -45,6 +45,9 @@ class SlurmConfig(StrictModel):
     queue: str | None = None
     account: str | None = None
     job_extra_directives: list[str] = Field(default_factory=list)
+    watchdog: float = Field(3600.0, gt=0, description="seconds with no worker at all (jobs "
+                                                      "gone or queued) before the sweep "
+                                                      "ends with one line")
     options: dict[str, Any] = Field(default_factory=dict)
 
 

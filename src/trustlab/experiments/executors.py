@@ -339,12 +339,15 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, workers: int = 1, address: str | None = None, slurm=None) -> None:
+    def __init__(self, workers: int = 1, address: str | None = None, slurm=None,
+                 log_directory: str | None = None) -> None:
         if workers < 1:
             raise TrustlabError(f"--workers must be >= 1, got {workers}")
         self.workers = workers
         self.address = address
         self.slurm = slurm
+        self.log_directory = log_directory
+        self.watchdog_s = float(getattr(slurm, "watchdog", None) or WATCHDOG_S)
         self.cluster = None
         self.client = None
         self.threads = 1
@@ -353,7 +356,10 @@ class DaskExecutor:
         if self.address:
             return f"dask, scheduler {self.address}"
         if self.slurm is not None:
-            return f"dask, SLURMCluster x {self.slurm.jobs} job(s)"
+            sl = self.slurm
+            queue = f", queue {sl.queue}" if sl.queue else ""
+            return (f"slurm, {sl.jobs} job(s) x {sl.cores} core(s), {sl.memory}, "
+                    f"walltime {sl.walltime}{queue}")
         return f"dask, LocalCluster {self.workers} worker(s) x {self.threads} thread(s)"
 
     def __enter__(self) -> "DaskExecutor":
@@ -376,8 +382,16 @@ class DaskExecutor:
                     raise TrustlabError(f"cannot connect to Dask scheduler {self.address}: "
                                         f"{detail}") from None
             elif self.slurm is not None:
-                self.cluster = make_slurm_cluster(self.slurm)
-                self.cluster.scale(jobs=self.slurm.jobs)
+                import shutil
+
+                if shutil.which("sbatch") is None:  # jobs would fail to submit, silently
+                    raise TrustlabError("Slurm's sbatch is not on PATH: this machine cannot "
+                                        "submit Slurm jobs (use --executor local or dask "
+                                        "here)")
+                self.cluster = make_slurm_cluster(self.slurm, self.log_directory)
+                # adapt, not scale: a job that is cancelled, preempted or reaches its
+                # walltime is replaced by a new submission
+                self.cluster.adapt(minimum_jobs=self.slurm.jobs, maximum_jobs=self.slurm.jobs)
                 self.client = Client(self.cluster)
             else:
                 self.threads = threads_per_worker(self.workers)
@@ -402,7 +416,7 @@ class DaskExecutor:
             self.cluster = None
 
     def run(self, payloads: Iterable[TrialPayload]) -> Iterator[TrialResult]:
-        from dask.distributed import as_completed
+        from dask.distributed import wait
 
         futures = {}
         for p in payloads:
@@ -410,24 +424,53 @@ class DaskExecutor:
             fut = self.client.submit(execute_trial, p, pure=False,
                                      key=f"trial-{p.trial_id}-{time.time_ns()}")
             futures[fut] = p
-        for fut in as_completed(list(futures)):
-            p = futures.pop(fut)
+        pending = set(futures)
+        idle_since: float | None = None
+        while pending:
             try:
-                result = fut.result()
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connection...
-                name = type(exc).__name__
-                result = failed_result(p, CRASH_MESSAGE if name == "KilledWorker"
-                                       else _one_line(exc))
-            fut.release()
-            yield result
+                done, pending = wait(pending, timeout=WATCH_INTERVAL_S,
+                                     return_when="FIRST_COMPLETED")
+            except TimeoutError:  # distributed raises when nothing finished in time
+                done = set()
+            for fut in done:
+                p = futures.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connection...
+                    name = type(exc).__name__
+                    result = failed_result(p, CRASH_MESSAGE if name == "KilledWorker"
+                                           else _one_line(exc))
+                fut.release()
+                yield result
+            if done or self.cluster is not None and self.slurm is None:
+                idle_since = None  # progress, or a LocalCluster (its workers are ours)
+                continue
+            # Watchdog: with no worker at all for too long (every Slurm job gone and none
+            # replaced, a scheduler whose workers died), stop instead of waiting forever.
+            if self.client.scheduler_info().get("workers"):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.watchdog_s:
+                raise TrustlabError(
+                    f"no Dask worker for {self.watchdog_s:.0f} s with {len(pending)} "
+                    "trial(s) left (Slurm jobs cancelled or stuck in the queue, workers "
+                    "gone); the finished trials are stored: run again to resume")
 
 
-def make_slurm_cluster(slurm):
-    """A :class:`dask_jobqueue.SLURMCluster` from the experiment's ``executor.slurm`` block."""
+WATCH_INTERVAL_S = 5.0  # how often a waiting sweep checks that some worker exists
+WATCHDOG_S = 600.0      # no worker for this long: the sweep ends with one line
+
+
+def make_slurm_cluster(slurm, log_directory: str | None = None):
+    """A :class:`dask_jobqueue.SLURMCluster` from the experiment's ``executor.slurm`` block;
+    the jobs' ``slurm-*.out`` logs go to ``log_directory`` (the run directory's
+    ``slurm-logs/``) instead of the current directory."""
     from dask_jobqueue import SLURMCluster
 
     kwargs = {"cores": slurm.cores, "processes": slurm.processes, "memory": slurm.memory,
               "walltime": slurm.walltime, "job_extra_directives": slurm.job_extra_directives,
+              **({"log_directory": str(log_directory)} if log_directory else {}),
               **slurm.options}
     if slurm.queue:
         kwargs["queue"] = slurm.queue
@@ -439,11 +482,26 @@ def make_slurm_cluster(slurm):
         raise TrustlabError(f"executor.slurm: {exc}") from None
 
 
-def make_executor(name: str, *, workers: int = 1, scheduler: str | None = None, slurm=None):
+EXECUTORS = ("local", "dask", "slurm")
+
+
+def make_executor(name: str, *, workers: int = 1, scheduler: str | None = None, slurm=None,
+                  log_directory: str | None = None):
+    """``local`` (worker processes here), ``dask`` (a scheduler address, the experiment's
+    Slurm block through dask-jobqueue, or a LocalCluster) or ``slurm`` (dask-jobqueue's
+    SLURMCluster from the ``executor.slurm`` block, its defaults when there is none)."""
     if name == "local":
         if scheduler:
             raise TrustlabError("--scheduler needs --executor dask")
         return LocalExecutor(workers)
     if name == "dask":
-        return DaskExecutor(workers, address=scheduler, slurm=slurm)
-    raise TrustlabError(f"unknown executor {name!r}; choose local or dask")
+        return DaskExecutor(workers, address=scheduler, slurm=slurm,
+                            log_directory=log_directory)
+    if name == "slurm":
+        if scheduler:
+            raise TrustlabError("--scheduler is for --executor dask; --executor slurm starts "
+                                "its own cluster")
+        from trustlab.experiments.config import SlurmConfig
+
+        return DaskExecutor(workers, slurm=slurm or SlurmConfig(), log_directory=log_directory)
+    raise TrustlabError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")

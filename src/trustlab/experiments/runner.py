@@ -72,7 +72,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path | None = None, *,
         with Store(out_dir) as existing:
             _check_same_experiment(existing, exp)
     ex = make_executor(executor, workers=workers, scheduler=scheduler,
-                       slurm=exp.engine.executor.slurm)
+                       slurm=exp.engine.executor.slurm,
+                       log_directory=str(out_dir.resolve() / "slurm-logs"))
     # Order matters: connect (or start) the executor, then lock, then create the store,
     # so a scheduler that cannot be reached leaves nothing behind.
     with ex, RunLock(_make_out_dir(out_dir)):
@@ -107,7 +108,9 @@ def _run(exp: Experiment, store: Store, ex, *, executor: str, workers: int, prog
         "overrides": exp.overrides, "report": exp.engine.report.model_dump(),
         "plan": [t.trial_id for t in exp.trials],
     })
-    run_id = store.start_run(executor=executor, workers=workers,
+    # the executor as set up (e.g. "slurm, 2 job(s) x 4 core(s), 8GB, walltime 01:00:00")
+    run_id = store.start_run(executor=ex.describe() if executor != "local" else executor,
+                             workers=workers,
                              n_planned=len(exp.trials), n_skipped=summary.n_skipped,
                              versions=versions(), overrides=exp.overrides, command=command)
     t0 = time.perf_counter()
