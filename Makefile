@@ -35,6 +35,8 @@ bench: setup
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_sweep.py
 	$(BIN)/python bench/reference_income_fairness.py
+	$(BIN)/python bench/bench_audit_scale.py
+	$(BIN)/python bench/bench_poisoning.py
 
 clean:
 	rm -rf $(VENV)

@@ -34,6 +34,8 @@ def as_column(values: Any, what: str):
 
 def _small_int_codes(arrays) -> tuple[list[np.ndarray], np.ndarray] | None:
     """Lookup-table codes when every array holds integers (or bools) in a modest range."""
+    if any(isinstance(a, pd.Series) and a.dtype.kind not in "biu" for a in arrays):
+        return None  # e.g. a categorical: to_numpy would materialize every value
     nps = [a.to_numpy() if isinstance(a, pd.Series) else a for a in arrays]
     if not all(isinstance(a, np.ndarray) and a.dtype.kind in "biu" for a in nps):
         return None
@@ -53,11 +55,30 @@ def _small_int_codes(arrays) -> tuple[list[np.ndarray], np.ndarray] | None:
     return [lut[a] for a in shifted], values.astype(bool) if is_bool else values
 
 
+def _categorical_codes(column: pd.Series) -> tuple[list[np.ndarray], np.ndarray]:
+    """A categorical column's own codes, renumbered over its *present* categories in
+    sorted order (no pass over the values, no hashing)."""
+    codes = column.cat.codes.to_numpy()
+    cats = np.asarray(column.cat.categories)
+    present = np.bincount(codes[codes >= 0], minlength=len(cats)) > 0
+    kept = np.flatnonzero(present)
+    order = kept[np.argsort(cats[kept], kind="stable")]
+    lut = np.full(len(cats) + 1, -1, dtype=np.int64)  # the last slot maps code -1
+    lut[order] = np.arange(len(order))
+    return [lut[codes]], cats[order]
+
+
 def factorize(*arrays, what: str) -> tuple[list[np.ndarray], np.ndarray]:
     """Codes for each array over their joint sorted set of values, and those values."""
     fast = _small_int_codes(arrays)
     if fast is not None:
         return fast
+    if (len(arrays) == 1 and isinstance(arrays[0], pd.Series)
+            and isinstance(arrays[0].dtype, pd.CategoricalDtype)):
+        parts, values = _categorical_codes(arrays[0])
+        if (parts[0] < 0).any():
+            raise TrustlabError(f"{what} has {int((parts[0] < 0).sum())} missing values")
+        return parts, values
     if len(arrays) == 1:
         codes, values = pd.factorize(arrays[0], sort=True)
         parts = [np.asarray(codes, dtype=np.int64)]
