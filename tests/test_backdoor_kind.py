@@ -13,6 +13,7 @@ import pytest
 from pydantic import Field
 
 from trustlab import registry
+from conftest import assert_fits_in_chromium, section_titles
 from trustlab.cli import main
 from trustlab.defenses import DEFENSES, Defense, DefenseOutcome, finetune
 from trustlab.errors import TrustlabError
@@ -78,6 +79,10 @@ def test_tiny_backdoor_sweep_and_report(tmp_path):
     assert "Backdoor: detection and repair" in page
     assert "reversed triggers" in page and "L1 norms" in page
     assert "attack_success_rate (after)" in page
+    titles = section_titles(page)
+    assert titles[:2] == ["Findings", "Backdoor: detection and repair"]
+    assert not any(t.startswith("Accuracy vs fairness") for t in titles)  # no fairness axis
+    assert_fits_in_chromium(out / "report.html", 1400, tmp_path)
 
     # a damaged artifact leaves its figures out and is named; the report is still written
     npz = out / "trials" / trials["neural_cleanse"]["trial_id"] / "nc_triggers.npz"

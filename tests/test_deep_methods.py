@@ -58,7 +58,8 @@ def _batch(n=12, n_features=4, n_classes=3, seed=0):
 def test_registry_and_parameter_declarations():
     assert set(METHODS) == {
         "erm", "reweight", "group_dro", "spectral_decoupling", "mindiff", "flooding",
-        "hard_example_mining", "adversarial_training", "dann", "jtt", "embedding_smote",
+        "hard_example_mining", "adversarial_training", "adversarial_sampling", "dann", "jtt",
+        "embedding_smote",
         "occam"}
     net = make_model("mlp", (4,), 2)
     with pytest.raises(ParamError, match="etta: unknown parameter; parameters: adjustment, "
@@ -381,3 +382,29 @@ def test_a_post_training_step_is_what_the_validation_score_sees(digits):
         final["worst_group_accuracy"]
     erm = build_method("erm", "mlp", tr, model_params={"width": 16}, seed=0)
     assert train(erm, tr, te, epochs=1, batch_size=64, seed=0).after_finish == {}
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_adversarial_sampling_adds_perturbed_copies_of_the_minority_only(attack):
+    m = _method("adversarial_sampling", hparams={"attack": attack, "epsilon": 0.05,
+                                                 "copies": 2, "steps": 3})
+    # class 2 is the induced minority: 2 rows of 40 (median count 19)
+    y_train = torch.tensor([0] * 19 + [1] * 19 + [2] * 2)
+    m.prepare(y_train, torch.zeros_like(y_train))
+    assert m.minority_classes().tolist() == [2]
+    x, _, g = _batch(n=12)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 0, 1, 0, 1])
+    xa, ya = m.augment(x, y)
+    minority = x[y == 2]
+    assert len(ya) == 12 + 2 * len(minority)  # 2 copies of the 2 minority rows
+    assert torch.equal(xa[:12], x) and torch.equal(ya[:12], y)
+    assert (ya[12:] == 2).all()  # true labels kept, only the minority class
+    copies = xa[12:].reshape(2, len(minority), -1)
+    for c in copies:
+        delta = (c - minority).abs()
+        assert delta.max() <= 0.05 + 1e-6 and delta.max() > 0  # inside the epsilon ball
+        assert (c >= 0).all() and (c <= 1).all()
+    loss, logs = m.objective(x, y, g)
+    assert logs["adversarial_rows"] == 4.0
+    expected = F.cross_entropy(m.predict(xa), ya) if attack == "fgsm" else loss
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)

@@ -118,6 +118,15 @@ def test_width_study_train_split_fairness_and_report(tmp_path):
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "Fairness against width" in page and "false_positive_rate_difference" in page
+    from conftest import section_titles
+
+    titles = section_titles(page)
+    assert titles[0] == "Findings" and "Worst-group test accuracy" in page
+    scatter = next(i for i, t in enumerate(titles) if t.startswith("Accuracy vs fairness"))
+    assert titles.index("Fairness against width") < scatter  # the study's own figure first
+    from conftest import assert_fits_in_chromium
+
+    assert_fits_in_chromium(out / "report.html", 1400, tmp_path)
     assert "Within a gap bound, the lowest test error" in page
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import recall_score
 
+from conftest import assert_fits_in_chromium, section_titles
 from trustlab.cli import main
 from trustlab.data import load_dataset
 from trustlab.errors import TrustlabError
@@ -82,3 +83,42 @@ def test_bad_minority_configs_fail_before_running(tmp_path, override, needle):
     path.write_text(textwrap.dedent(EXPERIMENT).split("grid:")[0])
     with pytest.raises(TrustlabError, match=needle):
         load_experiment(path, [override])
+
+
+DEFENSES = """
+name: minority-defenses
+kind: minority_class
+dataset: {name: digits}
+model: {name: mlp, params: {width: 32}}
+method: {name: erm, params: {lr: 0.01}}
+training: {epochs: 2, batch_size: 32}
+minority: {label: 3, target_percentage: 10}
+seeds: [0, 1]
+grid:
+  - minority: [{full: true}]
+  - minority: &cells [{label: 3, target_percentage: 10}, {label: 7, target_percentage: 10}]
+    method: [{name: erm, params: {lr: 0.01}}, {name: reweight, params: {by: class, lr: 0.01}}]
+  - minority: *cells
+    training.sampler: [oversample]
+    training.balance_by: [class]
+"""
+
+
+def test_defense_axis_gets_a_restored_accuracy_section(tmp_path):
+    from trustlab.report.minority_class import NO_DEFENSE, _table
+
+    path = tmp_path / "d.yaml"
+    path.write_text(textwrap.dedent(DEFENSES))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--workers", "1"]) == 0
+    frame = _table(load_results(out))
+    assert set(frame["defense"]) == {NO_DEFENSE, "reweight", "oversample (class)"}
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Minority classes: defenses" in page and "restored accuracy heatmap" in page
+    titles = section_titles(page)
+    assert titles[:3] == ["Findings", "Minority classes", "Minority classes: defenses"]
+    assert "Best defense at 10%" in page and "suffer most" in page
+    assert_fits_in_chromium(out / "report.html", 1400, tmp_path)
+    # the class x percentage heatmap uses the undefended runs only
+    assert "Means over seeds of" in page

@@ -201,6 +201,7 @@ grid:
 
 
 def test_cli_run_results_and_report(tmp_path, capsys):
+    from conftest import assert_fits_in_chromium, section_titles
     from trustlab.cli import main
 
     path = tmp_path / "a4g.yaml"
@@ -220,6 +221,10 @@ def test_cli_run_results_and_report(tmp_path, capsys):
     assert "Fairness poisoning: before → after" in page
     assert "Fairness poisoning: optimization trace" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) >= 3
+    titles = section_titles(page)
+    assert titles[:2] == ["Findings", "Fairness poisoning: before → after"]
+    assert "test FPR gap" in page
+    assert_fits_in_chromium(out / "report.html", 1400, tmp_path)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -25,6 +25,8 @@ tr:nth-child(even) td { background: #fafafa; }
 img.plot { max-width: 100%; border: 1px solid #ddd; margin: .5em 0; display: block; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 12px; }
 .bad { color: #a40000; } .muted { color: #777; font-size: 12px; }
+ul.findings { background: #f3f7ee; border-left: 4px solid #4e9a06; padding: .6em 1em .6em 2em; }
+ul.findings li { margin: .3em 0; }
 .cards span { display: inline-block; background: #eef2f8; padding: .4em .8em; margin: 0 .4em .4em 0;
               border-radius: 4px; }
 """
@@ -42,6 +44,9 @@ def _table(header: list[str], rows: list[list], key_cols: int = 0) -> str:
                          for i, c in enumerate(r)) + "</tr>" for r in rows)
     return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
+
+
+COLLAPSE_ROWS = 15
 
 
 def default_x_metric(results: Results) -> str | None:
@@ -91,12 +96,21 @@ def comparison_section(results: Results, ctx: ReportContext) -> Section | None:
     if summary.empty:
         return None
     keys = results.grid_keys
+    key_metric = next((m for m in metrics if f"{m}_mean" in summary), None)
+    if key_metric is not None:  # sorted by the study's key metric, best first
+        summary = summary.sort_values(f"{key_metric}_mean", ascending=False,
+                                      na_position="last", kind="stable")
     rows = []
     for _, r in summary.iterrows():
         rows.append([fmt_cell(r[k]) for k in keys] + [f"{int(r['n_ok'])}/{int(r['n_trials'])}"]
                     + [fmt_mean_std(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in metrics])
-    return Section("Comparison (mean ± std over seeds)",
-                   _table(keys + ["ok/n"] + metrics, rows, key_cols=len(keys)))
+    table = _table(keys + ["ok/n"] + metrics, rows, key_cols=len(keys))
+    order = f"<p class=\"muted\">Sorted by {_esc(key_metric)}, highest first.</p>" \
+        if key_metric else ""
+    if len(rows) > COLLAPSE_ROWS:  # a long table folds away
+        table = (f"<details open><summary>{len(rows)} grid points (click to fold)</summary>"
+                 f"{table}</details>")
+    return Section("Comparison (mean ± std over seeds)", order + table)
 
 
 def failures_section(results: Results, ctx: ReportContext) -> Section | None:
@@ -151,8 +165,20 @@ def metadata_section(results: Results, ctx: ReportContext) -> Section:
     return Section("Run metadata", "\n".join(out))
 
 
-BUILTIN_BEFORE = [scatter_section, comparison_section]
 BUILTIN_AFTER = [failures_section, metadata_section]
+# Kinds whose own answer is the accuracy-vs-fairness frontier: the scatter leads there.
+SCATTER_FIRST = {"tabular"}
+
+
+def section_order(kind: str) -> list:
+    """Findings first, then the study's own figures, then the generic scatter (where a
+    fairness axis exists) and the comparison table, then failures and run metadata."""
+    from trustlab.report.findings import findings_section
+
+    own = sections_for(kind)
+    if kind in SCATTER_FIRST:
+        return [findings_section, scatter_section, *own, comparison_section, *BUILTIN_AFTER]
+    return [findings_section, *own, scatter_section, comparison_section, *BUILTIN_AFTER]
 
 
 def _load_plugin_kind(kind: str) -> None:
@@ -172,7 +198,7 @@ def _load_plugin_kind(kind: str) -> None:
 def build_html(results: Results, ctx: ReportContext) -> str:
     _load_plugin_kind(results.kind)
     sections: list[Section] = []
-    for fn in BUILTIN_BEFORE + sections_for(results.kind) + BUILTIN_AFTER:
+    for fn in section_order(results.kind):
         sec = fn(results, ctx)
         if sec is not None:
             sections.append(sec)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from trustlab.report import PLUGIN_FAIRNESS_AXES, PLUGIN_SECTIONS, SectionFn
 from trustlab.report.backdoor import backdoor_section
 from trustlab.report.deep import training_curves_section
-from trustlab.report.minority_class import heatmap_section
+from trustlab.report.minority_class import heatmap_section, restored_section
 from trustlab.report.poisoning import before_after_section, budget_section, trace_section
 from trustlab.report.tabular import group_rates_section
 from trustlab.report.width_study import width_study_section
@@ -21,7 +21,7 @@ from trustlab.report.width_study import width_study_section
 SECTIONS: dict[str, list[SectionFn]] = {
     "tabular": [group_rates_section],
     "deep": [width_study_section, training_curves_section],
-    "minority_class": [heatmap_section, training_curves_section],
+    "minority_class": [heatmap_section, restored_section, training_curves_section],
     "poisoning": [before_after_section, budget_section, trace_section],
     "backdoor": [backdoor_section],
 }

@@ -53,6 +53,9 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(front, dtype=int)
 
 
+NUMBERED_ABOVE = 8
+
+
 def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str,
                            xlabel: str, ylabel: str, title: str):
     """One point per grid point at the seed mean, error bars = std over seeds, and the
@@ -63,17 +66,21 @@ def scatter_with_errorbars(points: pd.DataFrame, keys: list[str], x: str, y: str
     xs = points[f"{x}_mean"].to_numpy(dtype=float)
     ys = points[f"{y}_mean"].to_numpy(dtype=float)
     labels = [point_label(row, keys) for _, row in points.iterrows()]
-    offsets = _label_offsets(xs, ys, labels)
+    # Beyond NUMBERED_ABOVE points the markers carry numbers, explained in the legend,
+    # instead of overlapping text labels.
+    numbered = len(points) > NUMBERED_ABOVE
+    tags = [str(i + 1) for i in range(len(labels))] if numbered else labels
+    offsets = _label_offsets(xs, ys, tags)
     finite_x = xs[np.isfinite(xs)]
     x_split = (finite_x.min() + 0.6 * np.ptp(finite_x)) if finite_x.size else np.inf
     for i, (_, row) in enumerate(points.iterrows()):
         xerr = row[f"{x}_std"]
         yerr = row[f"{y}_std"]
-        label = labels[i]
+        label = tags[i]
         ax.errorbar(xs[i], ys[i],
                     xerr=None if _nan(xerr) else xerr, yerr=None if _nan(yerr) else yerr,
                     fmt="o", ms=8, capsize=4, color=cmap(i % cmap.N),
-                    label=f"{label} (n={int(row['n'])})")
+                    label=(f"{i + 1}: " if numbered else "") + f"{labels[i]} (n={int(row['n'])})")
         if len(points) > 1:
             # points in the right part of the plot are labelled on their left, so no label
             # runs past the axes into the legend beside them

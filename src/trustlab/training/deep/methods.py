@@ -485,6 +485,48 @@ class AdversarialTraining(Method):
         return loss, {"ce": clean.item(), "adversarial_ce": adv.item()}
 
 
+class AdversarialSampling(AdversarialTraining):
+    """Adversarial sampling of the minority class (seed 000's "adversarial sampling as a
+    defense"): every batch's rows of the rarest classes are joined by ``copies`` FGSM/PGD
+    versions of themselves (built against the current model, true labels kept), so the
+    minority is oversampled with perturbed rather than repeated examples.
+
+    The minority classes are those with fewer than ``minority_share`` x the median class
+    count in the training set (at least the rarest one). The loss is the mean
+    cross-entropy over the batch and its adversarial copies."""
+
+    name: ClassVar[str] = "adversarial_sampling"
+
+    class Params(AdversarialTraining.Params):
+        copies: int = Field(3, ge=1, description="adversarial copies per minority row")
+        minority_share: float = Field(0.5, gt=0.0, le=1.0,
+                                      description="classes under this share of the median "
+                                                  "class count are the minority")
+
+    def minority_classes(self) -> torch.Tensor:
+        counts = self.class_counts
+        present = counts > 0
+        cut = float(self.minority_share) * counts[present].median()
+        rare = present & (counts < cut)
+        if not rare.any():  # balanced data: the rarest class still gets the copies
+            rare = counts == counts[present].min()
+        return torch.nonzero(rare).flatten()
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch plus ``copies`` adversarial versions of its minority rows."""
+        rows = torch.isin(y, self.minority_classes().to(y.device))
+        if not rows.any():
+            return x, y
+        xm, ym = x[rows].repeat((int(self.copies),) + (1,) * (x.dim() - 1)), \
+            y[rows].repeat(int(self.copies))
+        return torch.cat([x, self.perturb(xm, ym)]), torch.cat([y, ym])
+
+    def objective(self, x, y, g):
+        xa, ya = self.augment(x, y)
+        loss = F.cross_entropy(self.predict(xa), ya)
+        return loss, {"ce": loss.item(), "adversarial_rows": float(len(ya) - len(y))}
+
+
 class _GradientReversal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale):
@@ -641,6 +683,7 @@ METHODS = Registry("methods", "training method", {
     "flooding": "trustlab.training.deep.methods:Flooding",
     "hard_example_mining": "trustlab.training.deep.methods:HardExampleMining",
     "adversarial_training": "trustlab.training.deep.methods:AdversarialTraining",
+    "adversarial_sampling": "trustlab.training.deep.methods:AdversarialSampling",
     "dann": "trustlab.training.deep.methods:DANN",
     "jtt": "trustlab.training.deep.methods:JTT",
     "embedding_smote": "trustlab.training.deep.methods:EmbeddingSMOTE",
