@@ -134,18 +134,32 @@ def poisoning(results, ctx: ReportContext) -> list[str]:
 
 
 def backdoor(results, ctx: ReportContext) -> list[str]:
+    """Per defense (over every attack of the sweep): repaired attack success, Neural
+    Cleanse's detection count, detectors' AUC; and the attacks' success before repair."""
     ok, points = _points(results)
     if not points or "attack_success_rate" not in ok:
         return []
-    out = []
-    for label, rows in points[:8]:
-        bits = [f"ASR {rows['attack_success_rate'].mean():.3f}"]
+    poisoned = ok[ok["n_poison"] > 0] if "n_poison" in ok else ok
+    if poisoned.empty:
+        return []
+    out = [f"Backdoored models: attack success {poisoned['attack_success_rate'].min():.3f}-"
+           f"{poisoned['attack_success_rate'].max():.3f} at clean accuracy "
+           f"{poisoned['clean_accuracy'].mean():.3f} (mean)."]
+    if "defense.name" not in ok:
+        return out
+    for name, rows in ok.groupby("defense.name", sort=False):
+        bits = []
         if "repaired.attack_success_rate" in rows and rows["repaired.attack_success_rate"].notna().any():
-            bits.append(f"after repair {rows['repaired.attack_success_rate'].mean():.3f}")
+            bits.append(f"attack success after repair {_fmt(rows['repaired.attack_success_rate'])}")
         if "nc.flagged_target" in rows and rows["nc.flagged_target"].notna().any():
-            flagged = rows["nc.flagged_target"].dropna()
-            bits.append(f"Neural Cleanse flags the target {int(flagged.sum())}/{len(flagged)}")
-        out.append(f"{html.escape(label)}: " + ", ".join(bits) + ".")
+            flagged = rows[rows.get("n_poison", 1) > 0]["nc.flagged_target"].dropna()
+            bits.append(f"Neural Cleanse flags the target on {int(flagged.sum())}/{len(flagged)} "
+                        "backdoored models")
+        aucs = [c for c in rows.columns if str(c).endswith(".auc") and rows[c].notna().any()]
+        for c in aucs:
+            bits.append(f"{html.escape(c)} {_fmt(rows[c])}")
+        if bits:
+            out.append(f"<b>{html.escape(str(name))}</b>: " + "; ".join(bits) + ".")
     return out
 
 
