@@ -55,17 +55,19 @@ def test_report_is_self_contained_with_plots_table_metadata(run_dir, capsys):
         im = Image.open(io.BytesIO(png))
         assert im.format == "PNG" and im.size[0] > 300
     assert "Accuracy vs fairness (accuracy vs |statistical_parity_difference|)" in page
-    assert "Comparison (mean ± std over seeds)" in page and "Per-group rates" in page
+    assert "Comparison (mean ± 95% CI over seeds)" in page and "Per-group rates" in page
     # the study's answer first: findings, then the tabular kind's own figure, the frontier
     titles = section_titles(page)
     assert titles[0] == "Findings" and titles[1].startswith("Accuracy vs fairness")
     assert "Best with |statistical_parity_difference|" in page or "No grid point reaches" in page
     # the comparison table shows each grid point's seed mean, as `results` computes it
     from trustlab.experiments.results import fmt_mean_std, load_results
+    from trustlab.report.html import ci_half_width
 
     summary = load_results(run_dir).summary(["accuracy"])
     for _, row in summary.iterrows():
-        assert html.escape(fmt_mean_std(row["accuracy_mean"], row["accuracy_std"])) in page
+        half = ci_half_width(row["accuracy_std"], int(row["n_ok"]))
+        assert html.escape(fmt_mean_std(row["accuracy_mean"], half)) in page
     assert "scikit-learn" in page and "Run metadata" in page and "report-test" in page
     # every embedded plot is also exported as a PNG file, byte for byte
     exported = sorted((run_dir / "figures").glob("*.png"))

@@ -49,6 +49,17 @@ def _table(header: list[str], rows: list[list], key_cols: int = 0) -> str:
 COLLAPSE_ROWS = 15
 
 
+def ci_half_width(std, n: int):
+    """Half-width of the 95 % Student-t interval of a mean of ``n`` seeds (None for one)."""
+    import math
+
+    from scipy import stats
+
+    if std is None or n < 2 or (isinstance(std, float) and math.isnan(std)):
+        return None
+    return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+
+
 def default_x_metric(results: Results) -> str | None:
     names = set(results.metric_names())
     return next((m for m in fairness_axis_for(results.kind) if m in names), None)
@@ -102,15 +113,17 @@ def comparison_section(results: Results, ctx: ReportContext) -> Section | None:
                                       na_position="last", kind="stable")
     rows = []
     for _, r in summary.iterrows():
-        rows.append([fmt_cell(r[k]) for k in keys] + [f"{int(r['n_ok'])}/{int(r['n_trials'])}"]
-                    + [fmt_mean_std(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in metrics])
+        n = int(r["n_ok"])
+        rows.append([fmt_cell(r[k]) for k in keys] + [f"{n}/{int(r['n_trials'])}"]
+                    + [fmt_mean_std(r.get(f"{m}_mean"), ci_half_width(r.get(f"{m}_std"), n))
+                       for m in metrics])
     table = _table(keys + ["ok/n"] + metrics, rows, key_cols=len(keys))
     order = f"<p class=\"muted\">Sorted by {_esc(key_metric)}, highest first.</p>" \
         if key_metric else ""
     if len(rows) > COLLAPSE_ROWS:  # a long table folds away
         table = (f"<details open><summary>{len(rows)} grid points (click to fold)</summary>"
                  f"{table}</details>")
-    return Section("Comparison (mean ± std over seeds)", order + table)
+    return Section("Comparison (mean ± 95% CI over seeds)", order + table)
 
 
 def failures_section(results: Results, ctx: ReportContext) -> Section | None:

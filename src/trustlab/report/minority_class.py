@@ -43,11 +43,25 @@ def _table(results):
     return pd.DataFrame(rows)
 
 
-def _heatmap(matrix, row_labels, col_labels, title, cmap, center=None, fmt="{:.2f}"):
+def _half_widths(frame, index: str, columns: str, values: str):
+    """95 % Student-t half-widths of the cell means of a pivot (NaN for a single seed)."""
+    import numpy as np
+    from scipy import stats
+
+    std = frame.pivot_table(index=index, columns=columns, values=values, aggfunc="std")
+    n = frame.pivot_table(index=index, columns=columns, values=values, aggfunc="count")
+    t = n.map(lambda k: stats.t.ppf(0.975, k - 1) if k > 1 else np.nan)
+    return t * std / np.sqrt(n)
+
+
+def _heatmap(matrix, row_labels, col_labels, title, cmap, center=None, fmt="{:.2f}",
+             half=None):
+    """``half``: 95 % half-widths, written under each cell's mean where finite."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     values = matrix.to_numpy(dtype=float)
+    half = None if half is None else np.asarray(half, dtype=float)
     fig, ax = plt.subplots(figsize=(1.0 * len(col_labels) + 3, 0.45 * len(row_labels) + 1.8))
     kwargs = {}
     if center is not None:
@@ -61,7 +75,14 @@ def _heatmap(matrix, row_labels, col_labels, title, cmap, center=None, fmt="{:.2
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
-                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=7)
+                text = fmt.format(values[i, j])
+                h = half[i, j] if half is not None else np.nan
+                if np.isfinite(h):
+                    text += f"\n±{h:.2f}"
+                r, g, b, _ = im.cmap(im.norm(values[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # light text on dark cells
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.04)
     return fig
@@ -79,10 +100,14 @@ def heatmap_section(results, ctx: ReportContext) -> Section | None:
     runs = runs.assign(label=runs["minority_label"].astype(int))
     acc = runs.pivot_table(index="label", columns="pct", values="minority_accuracy",
                            aggfunc="mean").sort_index()
+    half = _half_widths(runs, "label", "pct", "minority_accuracy").reindex(
+        index=acc.index, columns=acc.columns)
     acc.columns = [f"{c:g}%" for c in acc.columns]
+    seeds = int(runs.groupby(["label", "pct"]).size().max())
+    ci = " ± 95% CI" if seeds > 1 else ""
     parts = [png_img(_heatmap(acc, acc.index, acc.columns,
-                              "Minority-class accuracy (class x % of its training rows kept)",
-                              "viridis"), "minority accuracy heatmap")]
+                              f"Minority-class accuracy{ci} (class x % of training rows kept)",
+                              "viridis", half=half.to_numpy()), "minority accuracy heatmap")]
     notes = []
     base = frame[frame["full"]]
     if not base.empty:
