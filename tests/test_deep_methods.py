@@ -408,3 +408,16 @@ def test_adversarial_sampling_adds_perturbed_copies_of_the_minority_only(attack)
     assert logs["adversarial_rows"] == 4.0
     expected = F.cross_entropy(m.predict(xa), ya) if attack == "fgsm" else loss
     assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+
+
+def test_spectral_decoupling_penalty_waits_for_anneal_steps():
+    m = _method("spectral_decoupling", hparams={"lambda": 0.5, "anneal_steps": 2})
+    x, y, g = _batch()
+    for update in range(4):
+        loss, logs = m.objective(x, y, g)
+        logits = m.predict(x)
+        ce = F.cross_entropy(logits, y)
+        penalty = 0.25 * (logits ** 2).sum(dim=1).mean()
+        want = ce if update < 2 else ce + penalty  # the authors' code: ERM first
+        assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
+        assert logs["penalty"] == pytest.approx(float(penalty.detach()), rel=1e-6)
