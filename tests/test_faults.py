@@ -197,3 +197,32 @@ def test_datasets_says_when_a_file_fails_its_checksum(tmp_path, capsys):
     assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "checksum mismatch: not the published files" in out
+
+
+def test_salvage_of_a_store_whose_last_pages_are_torn_ends(tmp_path, capsys):
+    grid = "[" + ", ".join(str(a) for a in range(1, 41)) + "]"
+    out = tmp_path / "out"
+    assert main(["run", str(experiment(tmp_path, grid=grid)), "--out", str(out),
+                 "--workers", "1"]) == 0
+    db = out / DB_NAME
+    page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]
+    n_pages = db.stat().st_size // page
+    _damage(db, n_pages - 1, 1)  # the last page: what a crash mid-write tears
+    capsys.readouterr()
+    assert main(["results", str(out), "--salvage", str(tmp_path / "rescued")]) == 0
+    line = capsys.readouterr().out
+    assert "salvaged" in line and "last pages are damaged" in line
+    assert 0 < len(load_results(tmp_path / "rescued").trials) < 40
+
+
+def test_a_really_full_database_is_one_line(tmp_path, capsys):
+    from trustlab.experiments.store import Store
+
+    out = tmp_path / "out"
+    assert main(["run", str(experiment(tmp_path)), "--out", str(out), "--workers", "1"]) == 0
+    with Store(out, create=True) as store:
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages}")  # no room for one more page
+        with pytest.raises(Exception) as err:
+            store.save_experiment({f"k{i}": "x" * 5000 for i in range(20)})
+    assert "no space left" in str(err.value) and "cannot rollback" not in str(err.value)

@@ -59,3 +59,35 @@ def test_streaming_errors_are_one_line(tmp_path):
     empty.write_text("y,p,g\n")
     with pytest.raises(TrustlabError, match="has a header but no rows"):
         audit_table(empty, label="y", pred="p", groups=["g"])
+
+
+def test_joint_codes_that_would_overflow_are_redensified(monkeypatch):
+    from trustlab.metrics import encoding
+
+    rng = np.random.default_rng(0)
+    n = 500
+    cols = {c: rng.choice([f"{c}{i}" for i in range(30)], n) for c in "abc"}
+    y, p = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    frame = pd.DataFrame({"y": y, "p": p, **cols})
+    want = audit(y, p, frame[list("abc")]).to_dict()
+    want_counts = count_combinations(frame, ["y", "p", *"abc"])
+    monkeypatch.setattr(encoding, "JOINT_LIMIT", 50)  # force the overflow paths
+    assert audit(y, p, frame[list("abc")]).to_dict() == want
+    assert count_combinations(frame, ["y", "p", *"abc"]) == want_counts
+
+
+def test_csv_column_typed_differently_per_chunk_keeps_its_groups(tmp_path):
+    g = [1, 2] * 10 + ["x", 1, 2] * 5
+    frame = pd.DataFrame({"y": [0, 1] * 17 + [1], "p": [0, 1] * 17 + [0], "g": g})
+    path = tmp_path / "mixed.csv"
+    frame.to_csv(path, index=False)
+    whole = pd.read_csv(path)  # one read: the column is text throughout
+    want = audit(whole["y"], whole["p"], whole["g"]).to_dict()
+    got = audit_table(path, label="y", pred="p", groups=["g"], chunk_rows=8).to_dict()
+    assert got == want and set(got["by_group"]) == {"1", "2", "x"}
+
+
+def test_categories_of_mixed_types_audit_like_objects():
+    y = np.array([0, 1, 1, 0])
+    g = pd.Series(pd.Categorical([1, "a", 1, "a"]))
+    assert audit(y, y, g).to_dict() == audit(y, y, g.astype(object)).to_dict()

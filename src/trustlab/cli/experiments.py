@@ -65,7 +65,7 @@ def _choose_executor(exp, executor: Optional[str], scheduler: Optional[str],
     if flags:
         if executor not in ("slurm", "dask") or scheduler:
             raise TrustlabError(f"--{next(iter(flags))} sets a Slurm job's resources: it needs "
-                                "--executor slurm")
+                                "--executor slurm (or dask with an executor.slurm block)")
         exp.engine.executor.slurm = (block or SlurmConfig()).model_copy(update=flags)
     elif block is not None and executor == "local":
         print("trustlab: note: the experiment's executor.slurm block is not used with "

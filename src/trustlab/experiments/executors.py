@@ -386,8 +386,8 @@ class DaskExecutor:
 
                 if shutil.which("sbatch") is None:  # jobs would fail to submit, silently
                     raise TrustlabError("Slurm's sbatch is not on PATH: this machine cannot "
-                                        "submit Slurm jobs (use --executor local or dask "
-                                        "here)")
+                                        "submit Slurm jobs (run with --executor local, or "
+                                        "--executor dask --scheduler ADDRESS)")
                 self.cluster = make_slurm_cluster(self.slurm, self.log_directory)
                 # adapt, not scale: a job that is cancelled, preempted or reaches its
                 # walltime is replaced by a new submission
@@ -415,7 +415,21 @@ class DaskExecutor:
             self.cluster.close()
             self.cluster = None
 
+    @staticmethod
+    def _result(fut, p: TrialPayload) -> TrialResult:
+        try:
+            result = fut.result()
+        except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connection...
+            name = type(exc).__name__
+            result = failed_result(p, CRASH_MESSAGE if name == "KilledWorker"
+                                   else _one_line(exc))
+        fut.release()
+        return result
+
     def run(self, payloads: Iterable[TrialPayload]) -> Iterator[TrialResult]:
+        import asyncio
+        from concurrent.futures import CancelledError
+
         from dask.distributed import wait
 
         futures = {}
@@ -430,18 +444,17 @@ class DaskExecutor:
             try:
                 done, pending = wait(pending, timeout=WATCH_INTERVAL_S,
                                      return_when="FIRST_COMPLETED")
-            except TimeoutError:  # distributed raises when nothing finished in time
-                done = set()
+            except (TimeoutError, asyncio.TimeoutError):
+                done = set()  # distributed raises when nothing finished in time
+            except CancelledError:  # the scheduler is gone: its futures are cancelled
+                for fut in [f for f in pending if f.status in ("finished", "error")]:
+                    pending.discard(fut)
+                    yield self._result(fut, futures.pop(fut))
+                raise TrustlabError(
+                    f"lost the connection to the Dask scheduler with {len(pending)} trial(s) "
+                    "left; the finished trials are stored: run again to resume") from None
             for fut in done:
-                p = futures.pop(fut)
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connection...
-                    name = type(exc).__name__
-                    result = failed_result(p, CRASH_MESSAGE if name == "KilledWorker"
-                                           else _one_line(exc))
-                fut.release()
-                yield result
+                yield self._result(fut, futures.pop(fut))
             if done or self.cluster is not None and self.slurm is None:
                 idle_since = None  # progress, or a LocalCluster (its workers are ours)
                 continue

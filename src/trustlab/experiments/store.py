@@ -103,7 +103,8 @@ def store_error(path: Path, exc: sqlite3.Error) -> TrustlabError:
     """One line for a SQLite failure on ``path``, by its cause (damage, a full disk, an
     I/O error, a lock held too long)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
-    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(exc):
+    if (name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(exc)
+            or "Could not decode to UTF-8" in str(exc)):
         return TrustlabError(
             f"{path} is damaged ({exc}); copy its readable trials to a new store with "
             f"`trustlab results {path.parent} --salvage NEW_DIR`")
@@ -119,13 +120,17 @@ def store_error(path: Path, exc: sqlite3.Error) -> TrustlabError:
 
 
 def _guarded(method: _F) -> _F:
-    """A SQLite error inside a store method becomes one line naming the file."""
+    """A SQLite error inside a store method becomes one line naming the file; so does text
+    that SQLite returns but that is no longer the JSON we wrote (damage it cannot see)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
             raise store_error(self.path, exc) from None
+        except ValueError as exc:  # json.JSONDecodeError, undecodable UTF-8
+            raise store_error(self.path, sqlite3.DatabaseError(
+                f"database disk image is malformed: {str(exc)[:80]}")) from None
     return wrapper  # type: ignore[return-value]
 
 
@@ -299,9 +304,11 @@ _JSON_COLUMNS = {"experiment": ("value",), "runs": ("versions", "overrides"),
 _PROBE_PAST_END = 256  # rowids tried beyond the largest one seen (rows are dense)
 
 
-def _readable_rows(conn: sqlite3.Connection, table: str) -> tuple[list[dict[str, Any]], int]:
+def _readable_rows(conn: sqlite3.Connection, table: str
+                   ) -> tuple[list[dict[str, Any]], int, bool]:
     """The rows of ``table`` that can still be read, and how many rowids in the range seen
-    could not be. A scan stops at the first damaged page, so the table is scanned from both
+    could not be, and whether lookups past the largest rowid seen failed (rows there may
+    be lost uncounted). A scan stops at the first damaged page, so the table is scanned from both
     ends and every rowid between is looked up alone: each lookup walks its own path down the
     B-tree and fails only if that path is damaged (hand-written: Python's sqlite3 has no
     binding for SQLite's recovery extension)."""
@@ -313,13 +320,18 @@ def _readable_rows(conn: sqlite3.Connection, table: str) -> tuple[list[dict[str,
         except sqlite3.DatabaseError:
             pass
     rows, lost, misses, rowid = [], 0, 0, 0
+    tail_damaged = False
     top = max(seen, default=0)
     while rowid < top or misses < _PROBE_PAST_END:
         rowid += 1
         try:
             row = conn.execute(f"SELECT * FROM {table} WHERE rowid = ?", (rowid,)).fetchone()
         except sqlite3.DatabaseError:
+            # past the largest rowid seen, a damaged path counts toward the stop too (the
+            # table's last pages are the likeliest to be torn)
             lost += rowid <= top
+            misses += rowid > top
+            tail_damaged |= rowid > top
             continue
         if row is None:
             misses += rowid > top
@@ -334,7 +346,7 @@ def _readable_rows(conn: sqlite3.Connection, table: str) -> tuple[list[dict[str,
             lost += 1
             continue
         rows.append(record)
-    return rows, lost
+    return rows, lost, tail_damaged
 
 
 @dataclass
@@ -342,6 +354,7 @@ class SalvageReport:
     target: Path
     copied: dict[str, int]     # table -> rows copied
     lost: dict[str, int]       # table -> rows seen but unreadable
+    tail_damaged: bool = False  # the trials table's end was unreadable: more may be lost
 
     def line(self, source: Path) -> str:
         t = self.copied.get("trials", 0)
@@ -349,8 +362,10 @@ class SalvageReport:
         meta = "" if self.copied.get("experiment") else (
             "; the experiment's description was unreadable: run its YAML with "
             f"`--out {self.target}` to restore it")
-        return (f"salvaged {t} trial(s) from {source} into {self.target} ({lost} unreadable)"
-                f"{meta}; `trustlab run EXPERIMENT.yaml --out {self.target}` runs the rest")
+        more = " or more: the table's last pages are damaged" if self.tail_damaged else ""
+        return (f"salvaged {t} trial(s) from {source} into {self.target} ({lost} unreadable"
+                f"{more}){meta}; `trustlab run EXPERIMENT.yaml --out {self.target}` runs the "
+                "rest")
 
 
 def salvage(source: str | Path, target: str | Path) -> SalvageReport:
@@ -363,10 +378,9 @@ def salvage(source: str | Path, target: str | Path) -> SalvageReport:
     if source.resolve() == target.resolve():
         raise TrustlabError("salvage into another directory than the damaged store's")
     with Store(source) as src:
-        tables = {}
-        lost = {}
+        tables, lost, tail = {}, {}, {}
         for table in ("experiment", "runs", "trials"):
-            tables[table], lost[table] = _readable_rows(src.conn, table)
+            tables[table], lost[table], tail[table] = _readable_rows(src.conn, table)
     with Store(target, create=True) as dst:
         with dst._tx():
             for table, rows in tables.items():
@@ -375,7 +389,8 @@ def salvage(source: str | Path, target: str | Path) -> SalvageReport:
                     dst.conn.execute(
                         f"INSERT OR IGNORE INTO {table}({', '.join(cols)}) "
                         f"VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols])
-    return SalvageReport(target, {t: len(r) for t, r in tables.items()}, lost)
+    return SalvageReport(target, {t: len(r) for t, r in tables.items()}, lost,
+                         tail_damaged=tail["trials"])
 
 
 class _Transaction:
@@ -395,5 +410,11 @@ class _Transaction:
                 time.sleep(0.1)
 
     def __exit__(self, exc_type, *_):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error is the one to report
         return False

@@ -16,6 +16,7 @@ import pandas as pd
 from trustlab.errors import TrustlabError
 
 _LUT_MAX = 1 << 20  # integer values spanning up to this use the lookup-table path
+JOINT_LIMIT = 2 ** 62  # mixed-radix joint codes are re-densified before reaching this
 
 
 def as_column(values: Any, what: str):
@@ -62,7 +63,11 @@ def _categorical_codes(column: pd.Series) -> tuple[list[np.ndarray], np.ndarray]
     cats = np.asarray(column.cat.categories)
     present = np.bincount(codes[codes >= 0], minlength=len(cats)) > 0
     kept = np.flatnonzero(present)
-    order = kept[np.argsort(cats[kept], kind="stable")]
+    try:
+        order = kept[np.argsort(cats[kept], kind="stable")]
+    except TypeError:  # categories of mixed types (1 and "a"): no order; hash instead
+        codes, values = pd.factorize(column.astype(object), sort=True)
+        return [np.asarray(codes, dtype=np.int64)], np.asarray(values)
     lut = np.full(len(cats) + 1, -1, dtype=np.int64)  # the last slot maps code -1
     lut[order] = np.arange(len(order))
     return [lut[codes]], cats[order]
@@ -142,15 +147,18 @@ def encode_groups(columns: dict[str, Any]
     if len(col_codes) == 1:
         return col_codes[0], [str(v) for v in col_values[0]], col_codes, col_values
     combined = col_codes[0].astype(np.int64)
+    span = len(col_values[0])
     for codes, uniques in zip(col_codes[1:], col_values[1:]):
+        if span * len(uniques) >= JOINT_LIMIT:  # re-densify before int64 would overflow
+            [combined], _ = factorize(combined, what="group intersection")
+            span = int(combined.max()) + 1
         combined = combined * len(uniques) + codes  # mixed radix keeps the sorted order
+        span *= len(uniques)
     [dense], present = factorize(combined, what="group intersection")
-    radices = [len(v) for v in col_values]
-    keys = []
-    for code in present.tolist():
-        parts, rem = [], int(code)
-        for uniques, radix in zip(reversed(col_values), reversed(radices)):
-            parts.append(str(uniques[rem % radix]))
-            rem //= radix
-        keys.append("|".join(reversed(parts)))
+    # Each intersection's key from the column codes of its first row (the joint code may
+    # have been re-densified, so it is not decoded by radices).
+    first = np.empty(len(present), dtype=np.int64)
+    first[dense[::-1]] = np.arange(len(dense))[::-1]
+    keys = ["|".join(str(values[codes[i]]) for codes, values in zip(col_codes, col_values))
+            for i in first.tolist()]
     return dense, keys, col_codes, col_values

@@ -23,6 +23,7 @@ import pandas as pd
 
 from trustlab.errors import TrustlabError
 from trustlab.io.tables import PARQUET_SUFFIXES, _first_line
+from trustlab.metrics import encoding
 
 CHUNK_ROWS = 1 << 20
 _BINCOUNT_MAX = 1 << 24  # joint code spaces up to this are counted with a bincount
@@ -109,6 +110,13 @@ def count_combinations(frame, columns: list[str]) -> Counter:
         codes.append(c)
         uniques.append(u)
     radices = [max(len(u), 1) for u in uniques]
+    out: Counter = Counter()
+    if float(np.prod(radices, dtype=np.float64)) >= encoding.JOINT_LIMIT:
+        # the joint code would overflow int64: count the distinct code rows instead
+        rows, counts = np.unique(np.stack(codes, axis=1), axis=0, return_counts=True)
+        for row, n in zip(rows.tolist(), counts.tolist()):
+            out[tuple(_plain(u[c]) for u, c in zip(uniques, row))] += n
+        return out
     joint = np.zeros(len(frame), dtype=np.int64)
     for c, r in zip(codes, radices):
         joint = joint * r + c
@@ -119,14 +127,35 @@ def count_combinations(frame, columns: list[str]) -> Counter:
         counts = counts[present]
     else:
         present, counts = np.unique(joint, return_counts=True)
-    out: Counter = Counter()
     for code, n in zip(present.tolist(), counts.tolist()):
         key = []
         for u, r in zip(reversed(uniques), reversed(radices)):
-            v = u[code % r]
-            key.append(v.item() if isinstance(v, np.generic) else v)
+            key.append(_plain(u[code % r]))
             code //= r
         out[tuple(reversed(key))] += n
+    return out
+
+
+def _plain(v):
+    """A plain Python value for a key (datetimes as pandas Timestamps, as in memory)."""
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return pd.Timestamp(v) if isinstance(v, np.datetime64) else pd.Timedelta(v)
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _unify_types(total: Counter, columns: list[str]) -> Counter:
+    """CSV chunks are typed one at a time: a column read as numbers in one chunk and as
+    text in another (1, 2, then "x") would split its groups. Such a column is made text
+    throughout, as reading the whole file at once would make it."""
+    keys = list(total)
+    mixed = [i for i in range(len(columns))
+             if len({isinstance(k[i], str) for k in keys}) > 1]
+    if not mixed:
+        return total
+    out: Counter = Counter()
+    for key, n in total.items():
+        out[tuple(str(v) if i in mixed and not isinstance(v, str) else v
+                  for i, v in enumerate(key))] += n
     return out
 
 
@@ -163,6 +192,7 @@ def audit_table(source: Any, *, label: str, pred: str, groups: list[str],
         raise TrustlabError(f"{where}: cannot read ({_first_line(exc)})") from None
     if not total:
         raise TrustlabError(f"{where}: has a header but no rows")
+    total = _unify_types(total, columns)
     keys = list(total)
     counts = np.array([total[k] for k in keys], dtype=np.float64)
     values = list(zip(*keys))

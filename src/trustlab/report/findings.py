@@ -52,6 +52,9 @@ def tabular(results, ctx: ReportContext) -> list[str]:
     if not points or x is None or x not in ok or "accuracy" not in ok:
         return []
     stats = [(label, rows["accuracy"].mean(), rows[x].abs().mean()) for label, rows in points]
+    stats = [s for s in stats if np.isfinite(s[1]) and np.isfinite(s[2])]
+    if not stats:
+        return []
     fair = [s for s in stats if s[2] <= DISPARITY_BOUND]
     out = []
     best_acc = max(stats, key=lambda s: s[1])
@@ -74,7 +77,11 @@ def deep(results, ctx: ReportContext) -> list[str]:
     ok, points = _points(results)
     if not points or "worst_group_accuracy" not in ok:
         return []
-    ranked = sorted(points, key=lambda p: -np.nanmean(p[1]["worst_group_accuracy"]))
+    def rank(point):
+        m = point[1]["worst_group_accuracy"].mean()
+        return (not np.isfinite(m), -m if np.isfinite(m) else 0.0)
+
+    ranked = sorted(points, key=rank)
     items = "; ".join(f"{html.escape(label)} {_fmt(rows['worst_group_accuracy'])}"
                       for label, rows in ranked[:5])
     more = f" (top 5 of {len(ranked)})" if len(ranked) > 5 else ""
@@ -98,8 +105,8 @@ def minority_class(results, ctx: ReportContext) -> list[str]:
         out.append(f"At {pct[0]:g}% of its rows, the classes that suffer most: <b>{worst}</b>; "
                    f"the most resilient: {best} (minority accuracy, mean over seeds).")
         absorbed = [c for c in at.columns if str(c).startswith("absorbed.")]
-        if absorbed:
-            shares = at.groupby("minority_label")[absorbed].mean()
+        shares = at.groupby("minority_label")[absorbed].mean() if absorbed else None
+        if shares is not None and np.isfinite(shares.to_numpy()).any():
             k, col = np.unravel_index(np.nanargmax(shares.to_numpy()), shares.shape)
             out.append(f"Strongest absorber: class {int(shares.index[k])}'s test rows go to "
                        f"{html.escape(absorbed[col].split('.', 1)[1])} "
@@ -113,7 +120,7 @@ def minority_class(results, ctx: ReportContext) -> list[str]:
             gains.append((rows["minority_accuracy"].mean() - base["minority_accuracy"].mean(), d))
         gains.sort(reverse=True)
         out.append(f"Best defense at {pct:g}%: <b>{html.escape(gains[0][1])}</b> "
-                   f"(+{gains[0][0]:.2f} minority accuracy over plain ERM, averaged over "
+                   f"({gains[0][0]:+.2f} minority accuracy against plain ERM, averaged over "
                    "classes).")
     return out
 
@@ -126,7 +133,8 @@ def poisoning(results, ctx: ReportContext) -> list[str]:
     for label, rows in points[:8]:
         cut = (rows["clean_fpr_difference"] - rows["poisoned_fpr_difference"]) \
             / rows["clean_fpr_difference"]
-        leaky = " [LEAKY: searched on test]" if (rows.get("protocol_leaky", 0) == 1).any() else ""
+        leaky = (" [LEAKY: searched on test]" if "protocol_leaky" in rows
+                 and (rows["protocol_leaky"] == 1).any() else "")
         out.append(f"{html.escape(label)}{leaky}: test FPR gap "
                    f"{rows['clean_fpr_difference'].mean():.4f} → "
                    f"{rows['poisoned_fpr_difference'].mean():.4f}, cut {_fmt(100 * cut, 1)} %.")
@@ -147,12 +155,12 @@ def backdoor(results, ctx: ReportContext) -> list[str]:
            f"{poisoned['clean_accuracy'].mean():.3f} (mean)."]
     if "defense.name" not in ok:
         return out
-    for name, rows in ok.groupby("defense.name", sort=False):
+    for name, rows in poisoned.groupby("defense.name", sort=False):
         bits = []
         if "repaired.attack_success_rate" in rows and rows["repaired.attack_success_rate"].notna().any():
             bits.append(f"attack success after repair {_fmt(rows['repaired.attack_success_rate'])}")
         if "nc.flagged_target" in rows and rows["nc.flagged_target"].notna().any():
-            flagged = rows[rows.get("n_poison", 1) > 0]["nc.flagged_target"].dropna()
+            flagged = rows["nc.flagged_target"].dropna()
             bits.append(f"Neural Cleanse flags the target on {int(flagged.sum())}/{len(flagged)} "
                         "backdoored models")
         aucs = [c for c in rows.columns if str(c).endswith(".auc") and rows[c].notna().any()]
