@@ -18,16 +18,13 @@ import sys
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from trustlab.experiments import load_results
+from trustlab.report.plots import ci95
 
 
 def ci(values) -> tuple[float, float]:
-    v = np.asarray(values, dtype=float)
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 \
-        else float("nan")
-    return float(v.mean()), float(half)
+    return float(np.mean(values)), ci95(values)
 
 
 def fmt(values, pct: bool = False, digits: int = 4) -> str:

@@ -20,14 +20,11 @@ from scipy import stats
 
 from trustlab.experiments import load_results
 from trustlab.report.minority_class import NO_DEFENSE, _table
+from trustlab.report.plots import mean_ci_text
 
 
 def ci(values) -> str:
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return f"{v.mean():.2f}"
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return f"{v.mean():.2f} ± {half:.2f}"
+    return mean_ci_text(values, digits=2)
 
 
 def main() -> None:

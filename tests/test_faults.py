@@ -9,31 +9,16 @@ import errno
 import json
 import os
 import sqlite3
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from test_experiments_helpers import expected_metrics
+from test_experiments_robustness import experiment
 from trustlab.cli import main
 from trustlab.experiments.results import load_results
 from trustlab.experiments.store import DB_NAME
 from trustlab.report.artifacts import ArtifactReader
-
-KIND = "test_value"
-
-
-def experiment(tmp_path, *, params="{a: 0}", grid="[1, 2]", seeds="[0]", name="faults"):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""
-        name: {name}
-        kind: "{KIND}"
-        params: {params}
-        seeds: {seeds}
-        grid:
-          params.a: {grid}
-    """))
-    return path
 
 
 def one_line_error(capsys, *needles: str) -> str:

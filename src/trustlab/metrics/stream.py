@@ -69,8 +69,8 @@ def iter_chunks(source: Any, columns: list[str], chunk_rows: int = CHUNK_ROWS) -
 
 def _codes(column) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes (-1: missing) and the values they stand for, by the cheapest route: a
-    dictionary-encoded Arrow column or a pandas categorical already has them; small-range
-    integers are offset by their minimum; anything else is hashed by pandas.factorize."""
+    dictionary-encoded Arrow column or a pandas categorical already has them; integers go
+    through the in-memory audit's factorize; anything else is hashed by pandas.factorize."""
     import pyarrow as pa
 
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
@@ -83,14 +83,9 @@ def _codes(column) -> tuple[np.ndarray, np.ndarray]:
             return codes.astype(np.int64), np.asarray(column.dictionary.to_pylist(),
                                                       dtype=object)
         if pa.types.is_integer(column.type) and not column.null_count and len(column):
-            values = column.to_numpy()
-            lo, hi = int(values.min()), int(values.max())
-            if hi - lo < _BINCOUNT_MAX:
-                codes = values.astype(np.int64) - lo
-                present = np.flatnonzero(np.bincount(codes, minlength=hi - lo + 1))
-                lut = np.full(hi - lo + 1, -1, dtype=np.int64)
-                lut[present] = np.arange(len(present))
-                return lut[codes], present + lo
+            # the in-memory audit's integer path (a lookup table, or hashing when wide)
+            [codes], uniques = encoding.factorize(column.to_numpy(), what="column")
+            return codes, uniques
         column = column.to_pandas()
     if isinstance(column.dtype, pd.CategoricalDtype):
         return column.cat.codes.to_numpy().astype(np.int64), np.asarray(column.cat.categories)

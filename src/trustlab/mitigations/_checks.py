@@ -46,6 +46,17 @@ def group_codes(sensitive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(sensitive, return_inverse=True)
 
 
+def group_positions(groups: np.ndarray, sensitive: np.ndarray, who: str) -> np.ndarray:
+    """Each row's index into the sorted training ``groups``; a group not seen in training
+    is a one-line error naming the method ``who``."""
+    pos = np.clip(np.searchsorted(groups, sensitive), 0, len(groups) - 1)
+    unseen = groups[pos] != sensitive
+    if unseen.any():
+        raise TrustlabError(f"{who}: group {sensitive[unseen].tolist()[0]!r} was not seen "
+                            "in training")
+    return pos
+
+
 PrivilegedValue = str | int | float | bool | None
 PRIVILEGED_DOC = ("the privileged value of the sensitive attribute (the tabular kind passes "
                   "dataset.privileged; null: the group with the highest positive rate); "

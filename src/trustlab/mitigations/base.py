@@ -69,3 +69,44 @@ class NoMitigation(Mitigation):
         X, y, sensitive = check_fit_inputs(X, y, sensitive)
         self.estimator_ = clone(estimator).fit(X, y)
         return self
+
+
+class FeatureMap(Mitigation):
+    """A pre-processing method that maps the features (knowing each row's group) and fits
+    the estimator on the mapped training rows; prediction maps the rows the same way.
+
+    A subclass implements ``_fit_map(X, sensitive)`` (learn the map on the training rows
+    and return them mapped), ``transform(X, sensitive)`` and ``_why_unchanged()``. Learned
+    here: ``max_feature_change_`` (largest change of a training value, the ``effect``) and
+    ``estimator_``.
+    """
+
+    def _fit_map(self, X: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def transform(self, X: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _why_unchanged(self) -> str:
+        raise NotImplementedError
+
+    def fit(self, estimator, X, y, sensitive):
+        from trustlab.mitigations._checks import check_fit_inputs
+
+        X, y, sensitive = check_fit_inputs(X, y, sensitive)
+        X_new = self._fit_map(X, sensitive)
+        self.max_feature_change_ = float(np.abs(X_new - X).max(initial=0.0))
+        self.estimator_ = clone(estimator).fit(X_new, y)
+        return self
+
+    def effect(self) -> dict[str, float]:
+        return {"max_feature_change": self.max_feature_change_}
+
+    def unchanged(self) -> str | None:
+        return None if self.max_feature_change_ > 0 else self._why_unchanged()
+
+    def predict(self, X, sensitive):
+        return super().predict(self.transform(X, sensitive), sensitive)
+
+    def predict_score(self, X, sensitive):
+        return super().predict_score(self.transform(X, sensitive), sensitive)

@@ -20,15 +20,14 @@ from __future__ import annotations
 import numpy as np
 from fairlearn.preprocessing import CorrelationRemover
 from pydantic import Field
-from sklearn.base import clone
 
 from trustlab import registry
 from trustlab.errors import TrustlabError
-from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
-from trustlab.mitigations.base import Mitigation
+from trustlab.mitigations._checks import check_predict_inputs, group_positions
+from trustlab.mitigations.base import FeatureMap
 
 
-class CorrelationRemoverMitigation(Mitigation):
+class CorrelationRemoverMitigation(FeatureMap):
     """Correlation remover (fairlearn): project the group indicators out of every feature.
 
     ``alpha`` goes to fairlearn's ``CorrelationRemover`` as it is. Learned: ``groups_``
@@ -44,18 +43,12 @@ class CorrelationRemoverMitigation(Mitigation):
                                                           "remove (1: all, 0: none)")
 
     def _with_indicators(self, X: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(self.groups_, sensitive), 0, len(self.groups_) - 1)
-        unseen = self.groups_[pos] != sensitive
-        if unseen.any():
-            first = sensitive[unseen].tolist()[0]
-            raise TrustlabError(f"correlation_remover: group {first!r} was not seen in "
-                                f"training")
+        pos = group_positions(self.groups_, sensitive, self.name)
         onehot = np.zeros((len(X), len(self.groups_)), dtype=np.float64)
         onehot[np.arange(len(X)), pos] = 1.0
         return np.hstack([X, onehot])
 
-    def fit(self, estimator, X, y, sensitive):
-        X, y, sensitive = check_fit_inputs(X, y, sensitive)
+    def _fit_map(self, X, sensitive):
         self.groups_ = np.unique(sensitive)
         if len(self.groups_) < 2:
             raise TrustlabError("correlation_remover needs at least two groups in the "
@@ -63,17 +56,9 @@ class CorrelationRemoverMitigation(Mitigation):
         n = self.n_features_ = X.shape[1]
         self.remover_ = CorrelationRemover(
             sensitive_feature_ids=list(range(n, n + len(self.groups_))), alpha=self.alpha)
-        X_new = self.remover_.fit_transform(self._with_indicators(X, sensitive))
-        self.max_feature_change_ = float(np.abs(X_new - X).max(initial=0.0))
-        self.estimator_ = clone(estimator).fit(X_new, y)
-        return self
+        return self.remover_.fit_transform(self._with_indicators(X, sensitive))
 
-    def effect(self) -> dict[str, float]:
-        return {"max_feature_change": self.max_feature_change_}
-
-    def unchanged(self) -> str | None:
-        if self.max_feature_change_ > 0:
-            return None
+    def _why_unchanged(self) -> str:
         return ("alpha is 0: the features are unchanged" if self.alpha == 0 else
                 "no feature is linearly correlated with the group in the training data")
 
@@ -84,10 +69,3 @@ class CorrelationRemoverMitigation(Mitigation):
             raise TrustlabError(f"correlation_remover: X has shape {X.shape}, expected "
                                 f"{self.n_features_} columns")
         return self.remover_.transform(self._with_indicators(X, sensitive))
-
-    def predict(self, X, sensitive):
-        return np.asarray(self.estimator_.predict(self.transform(X, sensitive))).astype(
-            np.int64)
-
-    def predict_score(self, X, sensitive):
-        return super().predict_score(self.transform(X, sensitive), sensitive)

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from sklearn.base import clone
 
 from trustlab import registry
 from trustlab.errors import TrustlabError
-from trustlab.mitigations._checks import check_fit_inputs, check_predict_inputs
-from trustlab.mitigations.base import Mitigation
+from trustlab.mitigations._checks import check_predict_inputs, group_positions
+from trustlab.mitigations.base import FeatureMap
 
 
 def midrank_knots(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +44,7 @@ def midrank_knots(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, (below + counts / 2) / len(values)
 
 
-class DisparateImpactRemover(Mitigation):
+class DisparateImpactRemover(FeatureMap):
     """Disparate impact remover (Feldman et al. 2015): repair features toward the groups'
     median distribution.
 
@@ -65,13 +64,7 @@ class DisparateImpactRemover(Mitigation):
                                     "way, 0: no change)")
 
     def _codes(self, sensitive: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(self.groups_, sensitive), 0, len(self.groups_) - 1)
-        unseen = self.groups_[pos] != sensitive
-        if unseen.any():
-            first = sensitive[unseen].tolist()[0]
-            raise TrustlabError(f"disparate_impact_remover: group {first!r} was not seen "
-                                f"in training")
-        return pos
+        return group_positions(self.groups_, sensitive, self.name)
 
     def _fit_repair(self, X: np.ndarray, sensitive: np.ndarray) -> None:
         self.groups_ = np.unique(sensitive)
@@ -106,26 +99,10 @@ class DisparateImpactRemover(Mitigation):
                 out[rows, j] = (1 - lam) * x + lam * target
         return out
 
-    def fit(self, estimator, X, y, sensitive):
-        X, y, sensitive = check_fit_inputs(X, y, sensitive)
+    def _fit_map(self, X, sensitive):
         self._fit_repair(X, sensitive)
-        X_new = self.transform(X, sensitive)
-        self.max_feature_change_ = float(np.abs(X_new - X).max(initial=0.0))
-        self.estimator_ = clone(estimator).fit(X_new, y)
-        return self
+        return self.transform(X, sensitive)
 
-    def effect(self) -> dict[str, float]:
-        return {"max_feature_change": self.max_feature_change_}
-
-    def unchanged(self) -> str | None:
-        if self.max_feature_change_ > 0:
-            return None
+    def _why_unchanged(self) -> str:
         return ("repair_level is 0: the features are unchanged" if self.repair_level == 0
                 else "every feature already has the same distribution in every group")
-
-    def predict(self, X, sensitive):
-        return np.asarray(self.estimator_.predict(self.transform(X, sensitive))).astype(
-            np.int64)
-
-    def predict_score(self, X, sensitive):
-        return super().predict_score(self.transform(X, sensitive), sensitive)

@@ -12,23 +12,12 @@ from typing import Callable
 import numpy as np
 
 from trustlab.report import ReportContext, Section
+from trustlab.report.plots import mean_ci_text
 
 DISPARITY_BOUND = 0.05  # "fair enough" for the tabular finding: |disparity| at most this
 
 
-def _ci(values) -> tuple[float, float]:
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2:
-        return (float(v.mean()) if len(v) else float("nan")), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-
-
-def _fmt(values, digits: int = 3) -> str:
-    m, h = _ci(values)
-    return f"{m:.{digits}f}" if not np.isfinite(h) else f"{m:.{digits}f} ± {h:.{digits}f}"
+_fmt = mean_ci_text
 
 
 def _points(results):

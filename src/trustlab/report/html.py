@@ -11,6 +11,7 @@ from trustlab.experiments.results import (Results, fmt_cell, fmt_mean_std, load_
                                           summary_metrics)
 from trustlab.report import ReportContext, Section
 from trustlab.report.kinds import fairness_axis_for, sections_for
+from trustlab.report.plots import ci_half_width
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -47,17 +48,6 @@ def _table(header: list[str], rows: list[list], key_cols: int = 0) -> str:
 
 
 COLLAPSE_ROWS = 15
-
-
-def ci_half_width(std, n: int):
-    """Half-width of the 95 % Student-t interval of a mean of ``n`` seeds (None for one)."""
-    import math
-
-    from scipy import stats
-
-    if std is None or n < 2 or (isinstance(std, float) and math.isnan(std)):
-        return None
-    return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
 def default_x_metric(results: Results) -> str | None:

@@ -43,17 +43,6 @@ def _table(results):
     return pd.DataFrame(rows)
 
 
-def _half_widths(frame, index: str, columns: str, values: str):
-    """95 % Student-t half-widths of the cell means of a pivot (NaN for a single seed)."""
-    import numpy as np
-    from scipy import stats
-
-    std = frame.pivot_table(index=index, columns=columns, values=values, aggfunc="std")
-    n = frame.pivot_table(index=index, columns=columns, values=values, aggfunc="count")
-    t = n.map(lambda k: stats.t.ppf(0.975, k - 1) if k > 1 else np.nan)
-    return t * std / np.sqrt(n)
-
-
 def _heatmap(matrix, row_labels, col_labels, title, cmap, center=None, fmt="{:.2f}",
              half=None):
     """``half``: 95 % half-widths, written under each cell's mean where finite."""
@@ -89,7 +78,7 @@ def _heatmap(matrix, row_labels, col_labels, title, cmap, center=None, fmt="{:.2
 
 
 def heatmap_section(results, ctx: ReportContext) -> Section | None:
-    from trustlab.report.plots import png_img
+    from trustlab.report.plots import ci95, png_img
 
     frame = _table(results)
     if frame.empty or "minority_accuracy" not in frame:
@@ -100,8 +89,8 @@ def heatmap_section(results, ctx: ReportContext) -> Section | None:
     runs = runs.assign(label=runs["minority_label"].astype(int))
     acc = runs.pivot_table(index="label", columns="pct", values="minority_accuracy",
                            aggfunc="mean").sort_index()
-    half = _half_widths(runs, "label", "pct", "minority_accuracy").reindex(
-        index=acc.index, columns=acc.columns)
+    half = runs.pivot_table(index="label", columns="pct", values="minority_accuracy",
+                            aggfunc=ci95).reindex(index=acc.index, columns=acc.columns)
     acc.columns = [f"{c:g}%" for c in acc.columns]
     seeds = int(runs.groupby(["label", "pct"]).size().max())
     ci = " ± 95% CI" if seeds > 1 else ""
@@ -148,9 +137,8 @@ def restored_section(results, ctx: ReportContext) -> Section | None:
     minus plain ERM on the minority) each defense gives back, at the smallest percentage
     the defenses were run at; and the accuracies with 95 % intervals over seeds."""
     import numpy as np
-    from scipy import stats
 
-    from trustlab.report.plots import png_img
+    from trustlab.report.plots import mean_ci_text, png_img
 
     frame = _table(results)
     if frame.empty or "minority_accuracy" not in frame or frame["defense"].nunique() < 2:
@@ -174,20 +162,14 @@ def restored_section(results, ctx: ReportContext) -> Section | None:
                    f"Share of the lost accuracy restored at {pct:g}% (1 = back to the "
                    "balanced baseline)", "RdYlGn", center=0.0, fmt="{:+.2f}")
 
-    def cell(values):
-        v = np.asarray(values, dtype=float)
-        if len(v) < 2:
-            return f"{v.mean():.3f}"
-        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-        return f"{v.mean():.3f} ± {half:.3f}"
-
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ["class", "balanced baseline",
                                                          *defenses])
     body = []
     for k in labels:
-        row = [str(k), cell(base[f"recall_by_index.{k}"])]
-        row += [cell(runs[(runs["label"] == k) & (runs["defense"] == d)]["minority_accuracy"])
-                for d in defenses]
+        row = [str(k), mean_ci_text(base[f"recall_by_index.{k}"])]
+        row += [mean_ci_text(
+            runs[(runs["label"] == k) & (runs["defense"] == d)]["minority_accuracy"])
+            for d in defenses]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
     table = (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>'
              f'{"".join(body)}</tbody></table></div>')

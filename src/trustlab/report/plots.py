@@ -18,6 +18,36 @@ import pandas as pd  # noqa: E402
 MARGIN_X, MARGIN_Y = 0.12, 0.08  # scatter margins, as fractions of the data span
 
 
+def ci_half_width(std, n: int):
+    """Half-width of the 95 % Student-t interval of a mean of ``n`` values with standard
+    deviation ``std`` (None below two values)."""
+    import math
+
+    from scipy import stats
+
+    if std is None or n < 2 or (isinstance(std, float) and math.isnan(std)):
+        return None
+    return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+
+
+def ci95(values) -> float:
+    """Half-width of the 95 % Student-t interval of the mean of the finite ``values``
+    (NaN below two)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    half = ci_half_width(float(v.std(ddof=1)) if len(v) > 1 else None, len(v))
+    return float("nan") if half is None else half
+
+
+def mean_ci_text(values, digits: int = 3) -> str:
+    """"mean ± half-width" of the finite ``values`` (the mean alone below two)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    mean = float(v.mean()) if len(v) else float("nan")
+    half = ci95(v)
+    return f"{mean:.{digits}f}" if not np.isfinite(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
 def png_img(fig, alt: str) -> str:
     """An ``<img>`` tag holding the figure as a base64 PNG (the figure is closed)."""
     buf = io.BytesIO()

@@ -154,9 +154,8 @@ def budget_section(results, ctx: ReportContext) -> Section | None:
     axis): mean and 95 % Student-t interval over seeds, clean victim beside the poisoned
     one."""
     import numpy as np
-    from scipy import stats
 
-    from trustlab.report.plots import plt, png_img
+    from trustlab.report.plots import ci95, plt, png_img
 
     ok = _ok_frame(results)
     key = "attack.n_points"
@@ -166,10 +165,8 @@ def budget_section(results, ctx: ReportContext) -> Section | None:
     budgets = sorted(ok[key].astype(int).unique())
 
     def mean_ci(values):
-        v = np.asarray(values, dtype=float)
-        half = (stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-                if len(v) > 1 else 0.0)
-        return v.mean(), half
+        half = ci95(values)
+        return np.mean(values), (half if np.isfinite(half) else 0.0)  # no band for one seed
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (metric, title) in zip(axes, ((objective, f"test {objective}"),

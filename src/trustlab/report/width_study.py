@@ -18,19 +18,10 @@ import numpy as np
 import pandas as pd
 
 from trustlab.report import ReportContext, Section
+from trustlab.report.plots import ci95
 
 WIDTH = "model.params.width"
 GAPS = ("false_positive_rate_difference", "accuracy_difference")
-
-
-def ci95(values: pd.Series) -> float:
-    """Half-width of the 95 % Student-t interval of the mean (NaN below two values)."""
-    from scipy import stats
-
-    v = values.dropna().to_numpy(dtype=float)
-    if len(v) < 2:
-        return float("nan")
-    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def gap_metric(frame: pd.DataFrame) -> str | None:
